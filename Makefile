@@ -1,0 +1,26 @@
+# The two README commands: `make demo` (main job on the embedded default) and `make test`.
+PYTHON ?= python3
+STAMP := .make-installed
+
+.PHONY: install demo test lint bench
+
+$(STAMP): pyproject.toml
+	# CPU torch first (a local wheel here); an unpinned torch would pull a multi-GB CUDA build.
+	$(PYTHON) -m pip install "torch==2.13.0"
+	$(PYTHON) -m pip install -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PYTHON) examples/tokenize_roundtrip.py --output demo_output
+
+test: $(STAMP)
+	$(PYTHON) -m ruff check src tests benchmarks examples
+	$(PYTHON) -m pytest
+
+lint: $(STAMP)
+	$(PYTHON) -m ruff check src tests benchmarks examples
+
+bench: $(STAMP)
+	$(PYTHON) benchmarks/bench_tokenizer.py
