@@ -268,7 +268,7 @@ def _array_to_frames(arr: np.ndarray, bg: tuple | None, frame_stride: int, max_p
         if bg is None:
             return np.ascontiguousarray(arr[..., :3])
         alpha = arr[..., 3:4].astype(np.uint16)
-        arr = ((arr[..., :3].astype(np.uint16) * alpha + np.asarray(bg, np.uint16) * (255 - alpha) + 127) // 255)
+        arr = (arr[..., :3].astype(np.uint16) * alpha + np.asarray(bg, np.uint16) * (255 - alpha) + 127) // 255
         return arr.astype(np.uint8)
     return arr
 
@@ -510,4 +510,3 @@ def decode_stream(ids: Any, vocab: PxByVocabulary, audio_channels: int = 2) -> D
             values = vocab.levels_array[frames[good] - vocab.level_offset].T.astype(np.float32)
             out.audios.append(values.reshape(audio_channels, -1))
     return out
-

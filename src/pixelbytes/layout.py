@@ -282,9 +282,7 @@ def stream_windows(ids: Any, token_classes: np.ndarray, audio_channels: int) -> 
     return out
 
 
-def _batched(
-    input_ids: Any, attention_mask: Any, fn, width: int, shift: bool
-) -> np.ndarray:
+def _batched(input_ids: Any, attention_mask: Any, fn, width: int, shift: bool) -> np.ndarray:
     ids = np.asarray(input_ids)
     if ids.ndim == 1:
         ids = ids[None]
@@ -441,9 +439,7 @@ class LayoutTracker:
             raise ValueError(f"token id {token} is outside the vocabulary (size {len(self._classes)})")
         cls = self._classes[token]
         kind = self.kind
-        if kind == FRESH or (
-            kind == IMAGE and self.r == 0 and self.c == 0 and self.t > 0 and cls in (BYTE, LEVEL)
-        ):
+        if kind == FRESH or (kind == IMAGE and self.r == 0 and self.c == 0 and self.t > 0 and cls in (BYTE, LEVEL)):
             kind = self.kind = KIND_OF_CLASS[cls]
             self.t = self.r = self.c = 0
             self.prev_frame = []

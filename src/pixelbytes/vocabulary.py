@@ -14,6 +14,7 @@ a byte ``b`` is ``chr(b)`` (latin-1, like ByT5), a colour is ``<rgb:R,G,B>`` and
 from __future__ import annotations
 
 import colorsys
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -39,6 +40,7 @@ __all__ = [
     "generate_action_levels",
     "generate_bytes",
     "generate_palette",
+    "token_classes_for_sizes",
 ]
 
 #: Token classes used by the layout engine (DESIGN §5).
@@ -106,6 +108,16 @@ def generate_action_levels(n: int, low: float = -1.0, high: float = 1.0) -> tupl
     if n < 2:
         raise ValueError(f"need at least 2 action levels, got {n}")
     return tuple(float(v) for v in np.linspace(low, high, n))
+
+
+def token_classes_for_sizes(num_bytes: int, num_colors: int, num_levels: int) -> np.ndarray:
+    """Layout class of every id of a ``bytes + palette + levels`` vocabulary (ids 0/1/2 = pad/row/sep)."""
+    classes = np.empty(num_bytes + num_colors + num_levels, dtype=np.int8)
+    classes[:num_bytes] = BYTE
+    classes[PAD_ID], classes[ROW_ID], classes[SEP_ID] = PAD, ROW, SEP
+    classes[num_bytes : num_bytes + num_colors] = COLOUR
+    classes[num_bytes + num_colors :] = LEVEL
+    return classes
 
 
 def _color_token(rgb: Sequence[int]) -> str:
@@ -201,12 +213,7 @@ class PxByVocabulary:
     @cached_property
     def token_classes(self) -> np.ndarray:
         """``(vocab_size,)`` int8 array: the layout class (PAD, ROW, SEP, BYTE, COLOUR, LEVEL) of each id."""
-        classes = np.empty(self.vocab_size, dtype=np.int8)
-        classes[: self.num_bytes] = BYTE
-        classes[PAD_ID], classes[ROW_ID], classes[SEP_ID] = PAD, ROW, SEP
-        classes[self.color_offset : self.level_offset] = COLOUR
-        classes[self.level_offset :] = LEVEL
-        return classes
+        return token_classes_for_sizes(self.num_bytes, self.num_colors, self.num_levels)
 
     @cached_property
     def byte_to_id(self) -> np.ndarray:
@@ -244,6 +251,11 @@ class PxByVocabulary:
         if "tokens" in data and list(data["tokens"]) != list(vocab.tokens):
             raise ValueError("vocabulary file is inconsistent: its 'tokens' do not match its tables")
         return vocab
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Short hash of the token strings: equal tables ⇔ equal fingerprints (stored in model configs)."""
+        return hashlib.sha256("\x1f".join(self.tokens).encode("utf-8")).hexdigest()[:16]
 
     def table_sizes(self) -> dict[str, int]:
         """The sizes a model config records to detect a tokenizer/model mismatch."""

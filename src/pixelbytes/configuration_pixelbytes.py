@@ -1,0 +1,208 @@
+"""``PxByConfig``: every knob of a PixelBytes sequence model (DESIGN §6), validated once.
+
+The defaults are the published aPxBy LSTM (vocabulary 151, pxby6 embedding of 6 × 21 = 126,
+2 unidirectional LSTM layers of 512, next-token objective: 3,492,602 parameters; with
+``objective="context"`` it is the published ≈3.9 M model).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import PretrainedConfig
+
+__all__ = ["BACKBONES", "EMBEDDINGS", "OBJECTIVES", "PxByConfig"]
+
+EMBEDDINGS = ("pxby6", "window3x3", "center")
+BACKBONES = ("lstm", "mamba", "attention")
+OBJECTIVES = ("next_token", "context", "diffusion")
+DIFFUSION_SCHEMES = ("masked", "embedding_noise")
+BIDIRECTIONAL = (False, True, "first_layer")
+ATTENTION_STYLES = ("modern", "v1_encoder")
+MAMBA_STYLES = ("modern", "v1")
+NUM_CONTEXT_SLOTS = 6
+
+
+class PxByConfig(PretrainedConfig):
+    r"""Configuration of :class:`~pixelbytes.modeling_pixelbytes.PxBySequenceModel`.
+
+    Vocabulary:
+        vocab_size (`int`, defaults to 151): ``num_bytes + num_colors + num_levels``.
+        num_bytes / num_colors / num_levels (`int`, 58 / 55 / 38): sizes of the tokenizer's tables; a tokenizer
+            whose tables differ is refused (:meth:`check_tokenizer`).
+        pad_token_id / row_token_id / sep_token_id (`int`, 0 / 1 / 2): the structural ids (fixed by the layout).
+        audio_channels (`int`, 2): frame width of audio blocks in the layout.
+        vocab_fingerprint (`str`, optional): hash of the tokenizer's tables (set by :meth:`from_tokenizer`) so a
+            tokenizer with the same table sizes but other contents is refused too.
+    Embedding:
+        embedding (`str`, ``"pxby6"``): ``"pxby6"`` (6 context slots, one shared table, concatenated),
+            ``"window3x3"`` (v1 PxByEmbed) or ``"center"`` (the token only).
+        embed_size (`int`, 126): embedding width; divisible by 6 for pxby6.
+        window_conv (`bool`, True): the 3×3 convolution of PxByEmbed.
+    Backbone:
+        backbone (`str`, ``"lstm"``): ``"lstm"``, ``"mamba"`` or ``"attention"``.
+        hidden_size (`int`, 512): the backbone's OUTPUT width (a bidirectional LSTM layer uses hidden_size/2 per
+            direction).
+        num_hidden_layers (`int`, 2).
+        bidirectional (`bool | "first_layer"`, False): ``"first_layer"`` = the v1 RNN (bidirectional first layer,
+            unidirectional rest).
+        window_size (`int`, 256): context length of bidirectional models (they re-encode a sliding window).
+        dropout (`float`, 0.0): between recurrent layers.
+        state_size / conv_kernel / expand / use_mambapy / mamba_style: Mamba extras.
+        num_attention_heads / intermediate_size / rope_theta / attention_style: attention extras.
+    Objective:
+        objective (`str`, ``"next_token"``): ``"next_token"``, ``"context"`` (6-slot prediction) or ``"diffusion"``.
+        diffusion_scheme (`str`, ``"masked"``), num_diffusion_steps (`int`, 5).
+    """
+
+    model_type = "pixelbytes"
+
+    vocab_size: int = 151
+    num_bytes: int = 58
+    num_colors: int = 55
+    num_levels: int = 38
+    pad_token_id: int | None = 0
+    row_token_id: int = 1
+    sep_token_id: int = 2
+    bos_token_id: int | None = None
+    eos_token_id: int | list[int] | None = None
+    audio_channels: int = 2
+    vocab_fingerprint: str | None = None
+    embedding: str = "pxby6"
+    embed_size: int = 126
+    window_conv: bool = True
+    backbone: str = "lstm"
+    hidden_size: int = 512
+    num_hidden_layers: int = 2
+    bidirectional: bool | str = False
+    window_size: int = 256
+    dropout: float = 0.0
+    state_size: int = 16
+    conv_kernel: int = 4
+    expand: int = 2
+    use_mambapy: bool = True
+    mamba_style: str = "modern"
+    num_attention_heads: int = 4
+    intermediate_size: int | None = None
+    rope_theta: float = 10000.0
+    attention_style: str = "modern"
+    objective: str = "next_token"
+    diffusion_scheme: str = "masked"
+    num_diffusion_steps: int = 5
+    initializer_range: float = 0.02
+    use_cache: bool = True
+    tie_word_embeddings: bool = False
+
+    def __post_init__(self, **kwargs: Any) -> None:
+        self._validate()
+        super().__post_init__(**kwargs)
+
+    # ---------------------------------------------------------------------------------------------
+    def _validate(self) -> None:
+        def positive_int(name: str) -> None:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"PxByConfig.{name} must be a positive integer, got {value!r}")
+
+        def choice(name: str, allowed: tuple[str, ...]) -> None:
+            value = getattr(self, name)
+            if not isinstance(value, str) or value not in allowed:
+                raise ValueError(f"PxByConfig.{name}={value!r} is not one of {allowed}")
+
+        for name in ("vocab_size", "num_bytes", "num_colors", "num_levels", "audio_channels", "embed_size",
+                     "hidden_size", "num_hidden_layers", "window_size", "state_size", "conv_kernel", "expand",
+                     "num_attention_heads", "num_diffusion_steps"):  # fmt: skip
+            positive_int(name)
+        choice("embedding", EMBEDDINGS)
+        choice("backbone", BACKBONES)
+        choice("objective", OBJECTIVES)
+        choice("diffusion_scheme", DIFFUSION_SCHEMES)
+        choice("attention_style", ATTENTION_STYLES)
+        choice("mamba_style", MAMBA_STYLES)
+        if self.bidirectional not in BIDIRECTIONAL or (
+            isinstance(self.bidirectional, str) and self.bidirectional != "first_layer"
+        ):
+            raise ValueError(
+                f"PxByConfig.bidirectional must be False, True or 'first_layer', got {self.bidirectional!r}"
+            )
+        if self.num_bytes + self.num_colors + self.num_levels != self.vocab_size:
+            raise ValueError(
+                f"vocabulary table sizes {self.num_bytes} + {self.num_colors} + {self.num_levels} do not add up to "
+                f"vocab_size={self.vocab_size}"
+            )
+        if (self.pad_token_id, self.row_token_id, self.sep_token_id) != (0, 1, 2):
+            raise ValueError("pad/row/sep ids must be 0/1/2 (the layout of DESIGN §5 depends on them)")
+        if self.num_bytes < 3:
+            raise ValueError("the byte table needs at least the 3 structural bytes")
+        if self.embedding == "pxby6" and self.embed_size % NUM_CONTEXT_SLOTS:
+            raise ValueError(
+                f"embed_size={self.embed_size} must be divisible by 6 for the pxby6 embedding "
+                f"(e.g. {self.embed_size // NUM_CONTEXT_SLOTS * NUM_CONTEXT_SLOTS})"
+            )
+        if self.bidirectional and self.backbone == "lstm" and self.hidden_size % 2:
+            raise ValueError(
+                f"a bidirectional LSTM needs an even hidden_size (hidden/2 per direction), got {self.hidden_size}"
+            )
+        if self.bidirectional == "first_layer" and self.backbone != "lstm":
+            raise ValueError("bidirectional='first_layer' is the v1 RNN structure: only for backbone='lstm'")
+        if self.objective == "diffusion" and not self.bidirectional:
+            raise ValueError("objective='diffusion' needs a bidirectional backbone (bidirectional=True)")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if (
+            self.backbone == "attention"
+            and self.attention_style == "modern"
+            and self.hidden_size % self.num_attention_heads
+        ):
+            raise ValueError(
+                f"hidden_size={self.hidden_size} must be divisible by num_attention_heads={self.num_attention_heads}"
+            )
+
+    # ---------------------------------------------------------------------------------------------
+    @property
+    def is_causal(self) -> bool:
+        """True when the model can generate with a cache (a unidirectional backbone)."""
+        return not self.bidirectional
+
+    @property
+    def num_context_slots(self) -> int:
+        """Width of ``context_ids``: 6 (pxby6), 9 (window3x3) or 1 (center)."""
+        return {"pxby6": NUM_CONTEXT_SLOTS, "window3x3": 9, "center": 1}[self.embedding]
+
+    @property
+    def output_size(self) -> int:
+        """Width of the output head: 6·V for the context objective, V otherwise."""
+        return self.vocab_size * (NUM_CONTEXT_SLOTS if self.objective == "context" else 1)
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer: Any, **kwargs: Any) -> PxByConfig:
+        """A config whose vocabulary settings match ``tokenizer`` (other knobs from ``kwargs``)."""
+        vocab = tokenizer.vocabulary
+        return cls(
+            vocab_size=vocab.vocab_size,
+            audio_channels=tokenizer.audio_channels,
+            vocab_fingerprint=vocab.fingerprint,
+            **vocab.table_sizes(),
+            **kwargs,
+        )
+
+    def check_tokenizer(self, tokenizer: Any) -> None:
+        """Raise a clear error when ``tokenizer`` does not match this config (vocabulary tables, audio channels)."""
+        vocab = getattr(tokenizer, "vocabulary", None)
+        if vocab is None:
+            raise TypeError(f"expected an ActionPixelBytesTokenizer, got {type(tokenizer).__name__}")
+        ours = {"num_bytes": self.num_bytes, "num_colors": self.num_colors, "num_levels": self.num_levels}
+        if vocab.table_sizes() != ours or vocab.vocab_size != self.vocab_size:
+            raise ValueError(
+                f"tokenizer/model mismatch: the tokenizer's vocabulary tables {vocab.table_sizes()} "
+                f"(vocab_size {vocab.vocab_size}) differ from the model's {ours} (vocab_size {self.vocab_size})"
+            )
+        if self.vocab_fingerprint is not None and vocab.fingerprint != self.vocab_fingerprint:
+            raise ValueError(
+                "tokenizer/model mismatch: the tokenizer's vocabulary tables (colours, levels or bytes) differ from "
+                "the ones this model was trained with (vocab_fingerprint)"
+            )
+        if tokenizer.audio_channels != self.audio_channels:
+            raise ValueError(
+                f"tokenizer/model mismatch: audio_channels {tokenizer.audio_channels} vs {self.audio_channels}"
+            )

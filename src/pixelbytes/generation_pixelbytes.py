@@ -1,0 +1,227 @@
+"""Generation support: the recurrent state cache and layout-aware decoding rules (DESIGN §7).
+
+* :class:`PxByCache` holds what one more token costs O(1) with: the recurrent state of every layer
+  and a per-row :class:`~pixelbytes.layout.BatchLayoutTracker` that yields the next position's context.
+* :class:`ImageGridLogitsProcessor` / :class:`AudioLogitsProcessor` force a rectangular sprite of a
+  requested size or an audio clip of a requested length right after the prompt, so the result always
+  decodes; :func:`generate_image` / :func:`generate_audio` wrap ``model.generate`` with them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import LogitsProcessor, LogitsProcessorList
+
+from .layout import BatchLayoutTracker
+from .vocabulary import COLOUR, LEVEL, ROW_ID, SEP_ID
+
+__all__ = [
+    "AudioLogitsProcessor",
+    "ImageGridLogitsProcessor",
+    "PxByCache",
+    "generate_audio",
+    "generate_image",
+]
+
+
+class PxByCache:
+    """Generation state of a :class:`~pixelbytes.modeling_pixelbytes.PxBySequenceModel`.
+
+    Attributes:
+        h, c: per-layer LSTM states, each ``(B, H)``.
+        seen_tokens: number of stream positions already consumed.
+        tracker: per-row layout tracker (built lazily from the prompt on the first decoding step, so a plain
+            forward with ``use_cache=True`` costs nothing extra).
+    """
+
+    is_compileable = False
+    is_croppable = False
+
+    def __init__(
+        self,
+        h: list[torch.Tensor],
+        c: list[torch.Tensor],
+        prompt_ids: torch.Tensor,
+        prompt_mask: torch.Tensor | None,
+        token_classes: np.ndarray,
+        audio_channels: int,
+    ) -> None:
+        self.h, self.c = h, c
+        self.seen_tokens = int(prompt_ids.shape[1])
+        self._prompt: tuple[np.ndarray, np.ndarray | None] | None = (
+            prompt_ids.detach().cpu().numpy(),
+            None if prompt_mask is None else prompt_mask.detach().cpu().numpy(),
+        )
+        self._token_classes, self._audio_channels = token_classes, audio_channels
+        self._tracker: BatchLayoutTracker | None = None
+
+    @property
+    def batch_size(self) -> int:
+        return self.h[0].shape[0]
+
+    @property
+    def tracker(self) -> BatchLayoutTracker:
+        if self._tracker is None:
+            ids, mask = self._prompt  # type: ignore[misc]
+            self._tracker = BatchLayoutTracker(self._token_classes, self._audio_channels, ids.shape[0])
+            self._tracker.push_sequence(ids, mask)
+            self._prompt = None
+        return self._tracker
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.seen_tokens
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        """Beam search: row i becomes old row ``beam_idx[i]`` (states and layout)."""
+        self.h = [t.index_select(0, beam_idx.to(t.device)) for t in self.h]
+        self.c = [t.index_select(0, beam_idx.to(t.device)) for t in self.c]
+        index = beam_idx.tolist()
+        if self._tracker is not None:
+            self._tracker.reorder(index)
+        else:
+            ids, mask = self._prompt  # type: ignore[misc]
+            self._prompt = (ids[index], None if mask is None else mask[index])
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        """Expand every row ``repeats`` times (used by some generation modes)."""
+        index = torch.arange(self.batch_size).repeat_interleave(repeats)
+        self.reorder_cache(index)
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        self.reorder_cache(indices)
+
+
+# --------------------------------------------------------------------------------------------------
+# Layout-aware logits processors
+# --------------------------------------------------------------------------------------------------
+class _StructureLogitsProcessor(LogitsProcessor):
+    """Allows, at the j-th generated token, only the ids of ``self.allowed(j)``; free after the structure."""
+
+    def __init__(self, token_classes: np.ndarray) -> None:
+        classes = torch.as_tensor(np.asarray(token_classes))
+        self._masks = {name: classes == value for name, value in (("colour", COLOUR), ("level", LEVEL))}
+        vocab = len(classes)
+        for name, token in (("row", ROW_ID), ("sep", SEP_ID)):
+            mask = torch.zeros(vocab, dtype=torch.bool)
+            mask[token] = True
+            self._masks[name] = mask
+        self._start: int | None = None
+
+    @property
+    def length(self) -> int:
+        raise NotImplementedError
+
+    def allowed(self, j: int) -> str:
+        raise NotImplementedError
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self._start is None:
+            self._start = input_ids.shape[1]
+        j = input_ids.shape[1] - self._start
+        if j >= self.length:
+            return scores
+        mask = self._masks[self.allowed(j)].to(scores.device)
+        if mask.shape[0] != scores.shape[-1]:
+            raise ValueError(
+                f"the processor's vocabulary ({mask.shape[0]}) differs from the model's ({scores.shape[-1]})"
+            )
+        return scores.masked_fill(~mask, float("-inf"))
+
+
+class ImageGridLogitsProcessor(_StructureLogitsProcessor):
+    """Forces ``frames`` frames of ``height`` rows × ``width`` colours right after the prompt.
+
+    Inside a row only colours are allowed; column ``width`` holds the row separator (id 1), or on a
+    frame's last row the frame separator (id 2). The prompt should end where an image may start
+    (e.g. a text terminated by id 2). After the structure the processor lets every token through.
+    """
+
+    def __init__(self, token_classes: np.ndarray, height: int, width: int, frames: int = 1) -> None:
+        for name, value in (("height", height), ("width", width), ("frames", frames)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        super().__init__(token_classes)
+        self.height, self.width, self.frames = height, width, frames
+
+    @property
+    def length(self) -> int:
+        return self.frames * self.height * (self.width + 1)
+
+    def allowed(self, j: int) -> str:
+        in_frame = j % (self.height * (self.width + 1))
+        row, col = divmod(in_frame, self.width + 1)
+        if col < self.width:
+            return "colour"
+        return "row" if row < self.height - 1 else "sep"
+
+
+class AudioLogitsProcessor(_StructureLogitsProcessor):
+    """Forces ``num_steps`` time steps of ``channels`` levels, then the terminator frame
+    (``[1]`` mono, ``[1, 2, …]`` otherwise), right after the prompt."""
+
+    def __init__(self, token_classes: np.ndarray, num_steps: int, channels: int = 2) -> None:
+        for name, value in (("num_steps", num_steps), ("channels", channels)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        super().__init__(token_classes)
+        self.num_steps, self.channels = num_steps, channels
+
+    @property
+    def length(self) -> int:
+        return (self.num_steps + 1) * self.channels
+
+    def allowed(self, j: int) -> str:
+        step, channel = divmod(j, self.channels)
+        if step < self.num_steps:
+            return "level"
+        return "row" if channel == 0 else "sep"
+
+
+def _prepare_prompt(tokenizer: Any, prompt: str | Sequence[int] | torch.Tensor, device: torch.device) -> torch.Tensor:
+    if isinstance(prompt, str):
+        ids = tokenizer(prompt)["input_ids"]
+    else:
+        ids = prompt.tolist() if isinstance(prompt, torch.Tensor) else list(prompt)
+        if ids and isinstance(ids[0], list):
+            raise ValueError("generate_image/generate_audio take one prompt; batch with model.generate directly")
+    if not ids:
+        raise ValueError("the prompt is empty")
+    return torch.tensor([ids], dtype=torch.long, device=device)
+
+
+def _generate_structured(model: Any, tokenizer: Any, prompt: Any, processor: _StructureLogitsProcessor, **kwargs: Any):
+    model.config.check_tokenizer(tokenizer)
+    input_ids = _prepare_prompt(tokenizer, prompt, model.device)
+    processors = LogitsProcessorList([processor, *kwargs.pop("logits_processor", [])])
+    kwargs.setdefault("max_new_tokens", processor.length)
+    if kwargs["max_new_tokens"] < processor.length:
+        raise ValueError(
+            f"max_new_tokens={kwargs['max_new_tokens']} is shorter than the structure ({processor.length})"
+        )
+    sequences = model.generate(
+        input_ids, attention_mask=torch.ones_like(input_ids), logits_processor=processors, **kwargs
+    )
+    return sequences, [tokenizer.decode_multimodal(row) for row in sequences]
+
+
+def generate_image(
+    model: Any, tokenizer: Any, prompt: Any, height: int, width: int, frames: int = 1, **generate_kwargs: Any
+):
+    """Generate a ``frames`` × ``height`` × ``width`` sprite after ``prompt`` (text or ids).
+
+    Returns ``(sequences, decoded)`` where ``decoded`` is one
+    :class:`~pixelbytes.tokenization_pixelbytes.MultimodalOutput` per returned sequence; its ``frames`` always
+    have the requested size. Extra keyword arguments go to ``model.generate`` (sampling, beams, …).
+    """
+    processor = ImageGridLogitsProcessor(tokenizer.token_classes, height, width, frames)
+    return _generate_structured(model, tokenizer, prompt, processor, **generate_kwargs)
+
+
+def generate_audio(model: Any, tokenizer: Any, prompt: Any, num_steps: int, **generate_kwargs: Any):
+    """Generate ``num_steps`` audio / action time steps (plus terminators) after ``prompt``."""
+    processor = AudioLogitsProcessor(tokenizer.token_classes, num_steps, tokenizer.audio_channels)
+    return _generate_structured(model, tokenizer, prompt, processor, **generate_kwargs)
