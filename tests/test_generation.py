@@ -1,0 +1,190 @@
+"""generate() with the PxByCache: cached == full recompute, padding, beams, sampling, layout-constrained decoding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
+
+from pixelbytes import (
+    ActionPixelBytesTokenizer,
+    AudioLogitsProcessor,
+    BatchLayoutTracker,
+    ImageGridLogitsProcessor,
+    PxByConfig,
+    PxBySequenceModel,
+    generate_audio,
+    generate_image,
+)
+
+TINY = {"embed_size": 12, "hidden_size": 16, "num_hidden_layers": 2}
+
+
+def tiny_model(seed: int = 0, **overrides) -> PxBySequenceModel:
+    torch.manual_seed(seed)
+    return PxBySequenceModel(PxByConfig(**{**TINY, **overrides})).eval()
+
+
+@pytest.fixture(scope="module")
+def tok() -> ActionPixelBytesTokenizer:
+    return ActionPixelBytesTokenizer()
+
+
+PROMPTS = ["a red heart", "hi", "pixel bytes: 12 colours"]
+
+
+def greedy(model, batch, **kwargs):
+    with torch.no_grad():
+        return model.generate(**batch, max_new_tokens=24, do_sample=False, **kwargs)
+
+
+@pytest.mark.parametrize("n_prompts", [1, 3])
+def test_cached_greedy_equals_recompute(tok, n_prompts):
+    model = tiny_model()
+    batch = tok(PROMPTS[:n_prompts], padding=True, padding_side="left", return_tensors="pt")
+    cached = greedy(model, batch)
+    recomputed = greedy(model, batch, use_cache=False)
+    assert cached.shape == (n_prompts, batch["input_ids"].shape[1] + 24)
+    assert torch.equal(cached, recomputed)
+
+
+def test_left_padded_rows_generate_as_alone(tok):
+    model = tiny_model(seed=1)
+    batch = tok(PROMPTS, padding=True, padding_side="left", return_tensors="pt")
+    together = greedy(model, batch)
+    width = batch["input_ids"].shape[1]
+    for i, prompt in enumerate(PROMPTS):
+        alone = greedy(model, tok(prompt, return_tensors="pt"))
+        assert torch.equal(alone[0, -24:], together[i, width:])
+
+
+def test_image_prompt_continuation_matches_recompute(tok):
+    model = tiny_model(seed=2)
+    sprite = np.random.default_rng(0).integers(0, 256, (2, 3, 4, 3), dtype=np.uint8)
+    batch = tok(text="x", images=sprite, return_tensors="pt")
+    batch["input_ids"] = batch["input_ids"][:, :-5]  # stop in the middle of the second frame
+    batch["attention_mask"] = batch["attention_mask"][:, :-5]
+    assert torch.equal(greedy(model, batch), greedy(model, batch, use_cache=False))
+
+
+def test_beam_search_cached_equals_recompute(tok):
+    model = tiny_model(seed=3)
+    batch = tok(PROMPTS[:2], padding=True, padding_side="left", return_tensors="pt")
+    with torch.no_grad():
+        kwargs = {"max_new_tokens": 12, "num_beams": 3, "num_return_sequences": 2, "do_sample": False}
+        cached = model.generate(**batch, **kwargs)
+        recomputed = model.generate(**batch, use_cache=False, **kwargs)
+    assert cached.shape[0] == 4
+    assert torch.equal(cached, recomputed)
+
+
+def test_sampling_options(tok):
+    model = tiny_model(seed=4)
+    batch = tok(PROMPTS[:2], padding=True, padding_side="left", return_tensors="pt")
+    kwargs = {
+        "max_new_tokens": 16,
+        "do_sample": True,
+        "temperature": 0.7,
+        "top_k": 20,
+        "top_p": 0.9,
+        "repetition_penalty": 1.3,
+        "num_return_sequences": 3,
+    }
+    with torch.no_grad():
+        torch.manual_seed(0)
+        cached = model.generate(**batch, **kwargs)
+        torch.manual_seed(0)
+        recomputed = model.generate(**batch, use_cache=False, **kwargs)
+    assert cached.shape == (6, batch["input_ids"].shape[1] + 16)
+    assert torch.equal(cached, recomputed)
+    assert int(cached.max()) < 151
+
+
+def test_stopping_criteria_stop_early(tok):
+    class StopAfter(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            return torch.full((input_ids.shape[0],), input_ids.shape[1] >= self.limit, dtype=torch.bool)
+
+    criterion = StopAfter()
+    batch = tok("abc", return_tensors="pt")
+    criterion.limit = batch["input_ids"].shape[1] + 5
+    out = tiny_model().generate(**batch, max_new_tokens=50, stopping_criteria=StoppingCriteriaList([criterion]))
+    assert out.shape[1] == criterion.limit
+
+
+def test_reorder_cache_keeps_state_and_layout(tok):
+    model = tiny_model(seed=5)
+    sprite = np.random.default_rng(1).integers(0, 256, (3, 4, 3), dtype=np.uint8)
+    streams = [tok(text=t, images=sprite, return_tensors="pt")["input_ids"][0, :-6] for t in ("ab", "cd")]
+    ids = torch.stack(streams)  # same length (same image, 2-char captions)
+    with torch.no_grad():
+        cache = model(input_ids=ids, use_cache=True).past_key_values
+        cache.reorder_cache(torch.tensor([1, 0, 1]))  # rows: cd, ab, cd
+        follow = torch.tensor([[60, 61, 1, 62], [70, 71, 72, 1], [2, 80, 81, 82]])  # diverging continuations
+        stepped = []
+        for j in range(follow.shape[1]):
+            out = model(input_ids=follow[:, j : j + 1], past_key_values=cache, use_cache=True)
+            cache = out.past_key_values
+            stepped.append(out.logits[:, 0])
+        for row, source in enumerate([1, 0, 1]):
+            full = torch.cat((ids[source], follow[row]))[None]
+            reference = model(input_ids=full, use_cache=False).logits[0, -follow.shape[1] :]
+            torch.testing.assert_close(torch.stack([s[row] for s in stepped]), reference, atol=1e-5, rtol=1e-5)
+
+
+def test_batch_tracker_reorder_independent_copies(tok):
+    classes = tok.token_classes
+    tracker = BatchLayoutTracker(classes, 2, 2)
+    tracker.push_sequence(np.array([[59, 60, 1, 61, 62], [39, 40, 41, 42, 43]]))
+    tracker.reorder([0, 0, 1])
+    tracker.push([2, 63, 44])
+    tracker.push([70, 1, 45])
+    alone = BatchLayoutTracker(classes, 2, 1)
+    alone.push_sequence(np.array([[59, 60, 1, 61, 62, 63, 1]]))
+    assert tracker.contexts()[1] == alone.contexts()[0]
+
+
+@pytest.mark.parametrize("frames", [1, 2])
+def test_generate_image_always_decodes_to_requested_size(tok, frames):
+    model = tiny_model(seed=6)
+    for seed in range(3):
+        torch.manual_seed(seed)
+        _, decoded = generate_image(model, tok, "a sprite", height=3, width=5, frames=frames, do_sample=True)
+        out = decoded[0]
+        assert len(out.frames) == frames
+        assert all(frame.size == (5, 3) for frame in out.frames)
+        assert out.text == "a sprite"
+
+
+def test_generate_audio_decodes_to_requested_length(tok):
+    model = tiny_model(seed=7)
+    torch.manual_seed(0)
+    sequences, decoded = generate_audio(model, tok, "a chirp", num_steps=9, do_sample=True)
+    assert decoded[0].audio.shape == (2, 9)
+    assert sequences[0, -2:].tolist() == [1, 2]
+
+
+def test_structure_processors_mask_scores(tok):
+    image = ImageGridLogitsProcessor(tok.token_classes, height=2, width=2, frames=1)
+    allowed = [image.allowed(j) for j in range(image.length)]
+    assert allowed == ["colour", "colour", "row", "colour", "colour", "sep"]
+    audio = AudioLogitsProcessor(tok.token_classes, num_steps=2, channels=2)
+    assert [audio.allowed(j) for j in range(audio.length)] == ["level"] * 4 + ["row", "sep"]
+    scores = torch.zeros(2, 151)
+    prompt = torch.zeros(2, 4, dtype=torch.long)
+    masked = LogitsProcessorList([image])(prompt, scores)
+    assert torch.isinf(masked[:, :58]).all() and torch.isfinite(masked[:, 58:113]).all()
+    with pytest.raises(ValueError, match="positive"):
+        ImageGridLogitsProcessor(tok.token_classes, height=0, width=2)
+
+
+def test_bidirectional_generation_recomputes_a_window(tok):
+    model = tiny_model(bidirectional=True, window_size=16)
+    batch = tok("abc", return_tensors="pt")
+    out = model.generate(**batch, max_new_tokens=20, do_sample=False)
+    assert out.shape[1] == batch["input_ids"].shape[1] + 20
+    # the last step re-encoded the last window_size positions of the whole sequence
+    with torch.no_grad():
+        windowed = model(input_ids=out[:, :-1], use_cache=False).logits[:, -1].argmax(-1)
+    assert torch.equal(windowed, out[:, -1])

@@ -1,0 +1,249 @@
+"""PxByConfig and PxBySequenceModel: sizes, validation, forward contract, padding, loss, save/load, Auto classes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+from pixelbytes import (
+    ActionPixelBytesTokenizer,
+    PxByConfig,
+    PxBySequenceModel,
+    PxByVocabulary,
+    control_vocabulary,
+    default_vocabulary,
+)
+
+TINY = {"embed_size": 12, "hidden_size": 16, "num_hidden_layers": 2}
+
+
+def tiny_model(seed: int = 0, **overrides) -> PxBySequenceModel:
+    torch.manual_seed(seed)
+    return PxBySequenceModel(PxByConfig(**{**TINY, **overrides})).eval()
+
+
+@pytest.fixture(scope="module")
+def tok() -> ActionPixelBytesTokenizer:
+    return ActionPixelBytesTokenizer()
+
+
+def sample_stream(tok: ActionPixelBytesTokenizer, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    sprite = rng.integers(0, 256, (2, 4, 5, 3), dtype=np.uint8)
+    sound = rng.uniform(-1, 1, (2, 12)).astype(np.float32)
+    return tok(text="a red heart", images=sprite, audio=sound, return_context_ids=True, return_tensors="pt")
+
+
+# -------------------------------------------------------------------------------------------------
+# config
+# -------------------------------------------------------------------------------------------------
+def test_published_parameter_counts():
+    assert sum(p.numel() for p in PxBySequenceModel(PxByConfig()).parameters()) == 3_492_602
+    context = PxBySequenceModel(PxByConfig(objective="context"))
+    assert sum(p.numel() for p in context.parameters()) == 3_879_917
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"embed_size": 128}, "divisible by 6"),
+        ({"backbone": "gru"}, "backbone"),
+        ({"embedding": "conv"}, "embedding"),
+        ({"objective": "predict"}, "objective"),
+        ({"num_colors": 54}, "do not add up"),
+        ({"bidirectional": "first_layer", "backbone": "attention"}, "first_layer"),
+        ({"objective": "diffusion"}, "bidirectional"),
+        ({"hidden_size": 0}, "positive integer"),
+        ({"bidirectional": True, "hidden_size": 15}, "even hidden_size"),
+        ({"bidirectional": "both"}, "bidirectional"),
+        ({"dropout": 1.5}, "dropout"),
+        ({"pad_token_id": 3}, "0/1/2"),
+    ],
+)
+def test_config_validation(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        PxByConfig(**kwargs)
+
+
+def test_config_round_trip_and_autoconfig(tmp_path):
+    cfg = PxByConfig(objective="context", hidden_size=64, bidirectional="first_layer", window_size=32)
+    cfg.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["model_type"] == "pixelbytes"
+    loaded = AutoConfig.from_pretrained(tmp_path)
+    assert isinstance(loaded, PxByConfig)
+    for key in ("objective", "hidden_size", "bidirectional", "window_size", "embed_size", "vocab_size"):
+        assert getattr(loaded, key) == getattr(cfg, key)
+
+
+def test_unavailable_options_are_clear_errors():
+    with pytest.raises(NotImplementedError, match="mamba"):
+        PxBySequenceModel(PxByConfig(backbone="mamba"))
+
+
+def test_tokenizer_model_mismatch(tok):
+    model_cfg = PxByConfig.from_tokenizer(tok)
+    model_cfg.check_tokenizer(tok)
+    with pytest.raises(ValueError, match="mismatch"):
+        model_cfg.check_tokenizer(ActionPixelBytesTokenizer(vocabulary=control_vocabulary()))
+    with pytest.raises(ValueError, match="audio_channels"):
+        model_cfg.check_tokenizer(ActionPixelBytesTokenizer(audio_channels=1))
+    # same table sizes, other colours: only the fingerprint can tell
+    other = default_vocabulary()
+    recoloured = PxByVocabulary(other.byte_values, ((1, 2, 3), *other.palette[1:]), other.levels)
+    with pytest.raises(ValueError, match="fingerprint"):
+        model_cfg.check_tokenizer(ActionPixelBytesTokenizer(vocabulary=recoloured))
+
+
+# -------------------------------------------------------------------------------------------------
+# forward contract
+# -------------------------------------------------------------------------------------------------
+def test_derived_contexts_equal_tokenizer_contexts(tok):
+    enc = sample_stream(tok)
+    model = tiny_model()
+    derived = model.derive_context_ids(enc["input_ids"])
+    assert torch.equal(derived, enc["context_ids"])
+    with torch.no_grad():
+        a = model(input_ids=enc["input_ids"], context_ids=enc["context_ids"]).logits
+        b = model(input_ids=enc["input_ids"]).logits
+    assert a.shape == (1, enc["input_ids"].shape[1], 151)
+    torch.testing.assert_close(a, b)
+
+
+def test_bad_inputs_are_clear_errors(tok):
+    model = tiny_model()
+    ids = tok("abc", return_tensors="pt")["input_ids"]
+    with pytest.raises(ValueError, match=r"\[0, 151\)"):
+        model(input_ids=ids + 200)
+    with pytest.raises(ValueError, match="context_ids must have shape"):
+        model(input_ids=ids, context_ids=torch.zeros(1, ids.shape[1], 5, dtype=torch.long))
+    with pytest.raises(ValueError, match="batch, length"):
+        model(input_ids=ids[0])
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        model.generate(ids, max_new_tokens=-1)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True, "first_layer"])
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_padding_does_not_leak(tok, bidirectional, side):
+    model = tiny_model(bidirectional=bidirectional)
+    texts = ["a red heart on black", "hi", "pixel bytes!"]
+    batch = tok(texts, padding=True, padding_side=side, return_tensors="pt")
+    with torch.no_grad():
+        padded = model(**batch).logits
+        for i, text in enumerate(texts):
+            alone = tok(text, return_tensors="pt")
+            row = model(**alone).logits[0]
+            keep = batch["attention_mask"][i].bool()
+            torch.testing.assert_close(padded[i][keep], row, atol=1e-5, rtol=1e-5)
+
+
+def test_cached_step_equals_full_forward(tok):
+    model = tiny_model()
+    ids = sample_stream(tok)["input_ids"]
+    L = ids.shape[1]
+    with torch.no_grad():
+        full = model(input_ids=ids, use_cache=False).logits
+        for split in (1, 7, L // 2, L - 3):
+            prefix = model(input_ids=ids[:, :split], use_cache=True)
+            cache = prefix.past_key_values
+            step = model(input_ids=ids[:, split : split + 1], past_key_values=cache, use_cache=True)
+            torch.testing.assert_close(step.logits[:, 0], full[:, split], atol=1e-5, rtol=1e-5)
+            rest = model(input_ids=ids[:, split + 1 :], past_key_values=step.past_key_values, use_cache=True)
+            torch.testing.assert_close(rest.logits, full[:, split + 1 :], atol=1e-5, rtol=1e-5)
+            assert rest.past_key_values.get_seq_length() == L
+
+
+def test_bidirectional_has_no_cache(tok):
+    model = tiny_model(bidirectional=True, window_size=8)
+    ids = tok("hello", return_tensors="pt")["input_ids"]
+    with pytest.raises(ValueError, match="no cache"):
+        model(input_ids=ids, use_cache=True)
+    with pytest.raises(ValueError, match="no cache"):
+        model.generate(ids, max_new_tokens=2, use_cache=True)
+    with pytest.raises(ValueError, match="window"):
+        model.generate(tok("a much longer prompt", return_tensors="pt")["input_ids"], max_new_tokens=2)
+
+
+# -------------------------------------------------------------------------------------------------
+# losses and training
+# -------------------------------------------------------------------------------------------------
+def test_next_token_loss_is_shifted_cross_entropy(tok):
+    model = tiny_model()
+    enc = tok(["a red heart", "hi"], padding=True, return_tensors="pt")
+    labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+    out = model(**enc, labels=labels)
+    expected = torch.nn.functional.cross_entropy(
+        out.logits[:, :-1].reshape(-1, 151), labels[:, 1:].reshape(-1), ignore_index=-100
+    )
+    torch.testing.assert_close(out.loss, expected)
+    n_items = (labels[:, 1:] != -100).sum()
+    summed = model(**enc, labels=labels, num_items_in_batch=n_items * 2).loss
+    torch.testing.assert_close(summed, expected / 2)
+
+
+def test_context_loss_and_slot5_accuracy(tok):
+    model = tiny_model(objective="context")
+    enc = sample_stream(tok)
+    ids, ctx = enc["input_ids"], enc["context_ids"]
+    out = model(input_ids=ids, context_ids=ctx, labels=ids)
+    assert out.context_logits.shape == (1, ids.shape[1], 6, 151)
+    torch.testing.assert_close(out.logits, out.context_logits[:, :, 5])
+    targets = torch.cat((ctx[:, 1:, :5], ids[:, 1:, None]), dim=-1)
+    expected = torch.nn.functional.cross_entropy(out.context_logits[:, :-1].reshape(-1, 151), targets.reshape(-1))
+    torch.testing.assert_close(out.loss, expected)
+    slot5 = (out.logits[:, :-1].argmax(-1) == ids[:, 1:]).float().mean()
+    torch.testing.assert_close(out.next_token_accuracy, slot5)
+    six = (out.context_logits[:, :-1].argmax(-1) == targets).float().mean()
+    torch.testing.assert_close(out.context_accuracy, six)
+
+
+@pytest.mark.parametrize("objective", ["next_token", "context"])
+def test_training_decreases_loss(tok, objective):
+    model = tiny_model(objective=objective, hidden_size=32).train()
+    sprite = np.zeros((4, 4, 3), dtype=np.uint8)
+    sprite[1:3, 1:3] = 255
+    enc = tok(text="a white square", images=sprite, return_context_ids=True, return_tensors="pt")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-2)
+    losses = []
+    for _ in range(60):
+        loss = model(input_ids=enc["input_ids"], context_ids=enc["context_ids"], labels=enc["input_ids"]).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_window_encoder_loss_uses_last_label_only(tok):
+    model = tiny_model(bidirectional=True, window_size=64)
+    ids = tok("abcdefg", return_tensors="pt")["input_ids"]
+    out = model(input_ids=ids, labels=ids)
+    with torch.no_grad():
+        reference = model(input_ids=ids[:, :-1]).logits[:, -1]
+    torch.testing.assert_close(out.loss, torch.nn.functional.cross_entropy(reference, ids[:, -1]))
+
+
+# -------------------------------------------------------------------------------------------------
+# persistence and Auto classes
+# -------------------------------------------------------------------------------------------------
+def test_save_load_round_trip_with_auto_classes(tmp_path, tok):
+    model = tiny_model(objective="context")
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists()
+    assert not list(tmp_path.glob("*.bin"))
+    ids = sample_stream(tok)["input_ids"]
+    with torch.no_grad():
+        reference = model(input_ids=ids).logits
+        for loader in (PxBySequenceModel, AutoModel, AutoModelForCausalLM):
+            loaded = loader.from_pretrained(tmp_path).eval()
+            assert isinstance(loaded, PxBySequenceModel)
+            torch.testing.assert_close(loaded(input_ids=ids).logits, reference)
+    loaded_tok = AutoTokenizer.from_pretrained(tmp_path)
+    assert isinstance(loaded_tok, ActionPixelBytesTokenizer)
+    assert loaded_tok("hello")["input_ids"] == tok("hello")["input_ids"]
