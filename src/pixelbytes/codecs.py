@@ -9,8 +9,8 @@ decodes without error.
 Faithful to the original tokenizer by default; deviations (documented, tested):
 
 * text: ``\\t``, ``\\n`` and every other whitespace become a space (they would collide with the
-  separators) and characters outside the vocabulary are dropped and counted (the original turned
-  them into the pad id 0);
+  separators); typographic quotes and dashes become their ASCII counterparts; characters outside the
+  vocabulary are dropped and counted (the original turned them into the pad id 0);
 * images: alpha is composited on ``background`` (white by default, like the published dataset;
   ``None`` = plain ``convert("RGB")``); 16-bit greyscale is scaled to 8 bits (PIL would clip it);
   ``frame_stride`` is separate from the spatial stride; decoding keeps every row;
@@ -63,11 +63,15 @@ DEFAULT_MAX_IMAGE_PIXELS = 1 << 24
 # Text
 # --------------------------------------------------------------------------------------------------
 _WHITESPACE = re.compile(r"\s")
+# typographic punctuation that has an exact ASCII counterpart in the vocabulary (the original dropped it)
+_TYPOGRAPHIC = str.maketrans(
+    {**dict.fromkeys("‘’‚‛′", "'"), **dict.fromkeys("“”„‟″", '"'), **dict.fromkeys("‐‑‒–—−", "-")}
+)
 
 
 def normalize_text(text: str) -> str:
-    """Lower-case, NFKD, whitespace → space (the text part of :func:`encode_text`, before ASCII folding)."""
-    return _WHITESPACE.sub(" ", unicodedata.normalize("NFKD", text.lower()))
+    """Lower-case, NFKD, typographic quotes / dashes → ASCII, whitespace → space (before ASCII folding)."""
+    return _WHITESPACE.sub(" ", unicodedata.normalize("NFKD", text.lower()).translate(_TYPOGRAPHIC))
 
 
 def encode_text(text: str, vocab: PxByVocabulary, terminate: bool = True) -> tuple[np.ndarray, int]:

@@ -53,9 +53,13 @@ class PxByConfig(PretrainedConfig):
     Objective:
         objective (`str`, ``"next_token"``): ``"next_token"``, ``"context"`` (6-slot prediction) or ``"diffusion"``.
         diffusion_scheme (`str`, ``"masked"``), num_diffusion_steps (`int`, 5).
+        change_token_weight (`float`, 1.0): loss weight of targets that differ from the token before them.
+            On sprites the cross-entropy is dominated by long runs of background; weighting the changes
+            (e.g. 4.0) makes shapes and colour switches count.
     """
 
     model_type = "pixelbytes"
+    keys_to_ignore_at_inference = ["past_key_values", "hidden_states", "next_token_accuracy", "context_accuracy"]
 
     vocab_size: int = 151
     num_bytes: int = 58
@@ -89,6 +93,7 @@ class PxByConfig(PretrainedConfig):
     objective: str = "next_token"
     diffusion_scheme: str = "masked"
     num_diffusion_steps: int = 5
+    change_token_weight: float = 1.0
     initializer_range: float = 0.02
     use_cache: bool = True
     tie_word_embeddings: bool = False
@@ -147,6 +152,8 @@ class PxByConfig(PretrainedConfig):
             raise ValueError("bidirectional='first_layer' is the v1 RNN structure: only for backbone='lstm'")
         if self.objective == "diffusion" and not self.bidirectional:
             raise ValueError("objective='diffusion' needs a bidirectional backbone (bidirectional=True)")
+        if not float(self.change_token_weight) > 0.0:
+            raise ValueError(f"change_token_weight must be positive, got {self.change_token_weight}")
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if (

@@ -350,19 +350,30 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         with torch.no_grad():
             pred = logits[:, :-1].argmax(-1)
             next_acc = (pred == target_next)[valid].float().mean() if valid.any() else logits.new_zeros(())
-        if context_logits is None:
+        weight = self.config.change_token_weight
+        if context_logits is None and weight == 1.0:
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=V, **kwargs)
             return loss, next_acc, None
+        # (B, L-1) weight per target row: change_token_weight where the target differs from the token before it
+        row_weight = torch.ones_like(target_next, dtype=torch.float32)
+        if weight != 1.0:
+            previous = labels[:, :-1].masked_fill(labels[:, :-1] == -100, -1)
+            row_weight = row_weight.masked_fill(target_next != previous, weight)
+        num_items = kwargs.get("num_items_in_batch")
+        denominator = num_items if num_items is not None else valid.sum()
+        if torch.is_tensor(denominator):
+            denominator = denominator.to(logits.device)
+        if context_logits is None:
+            per_token = nn.functional.cross_entropy(
+                logits[:, :-1].float().reshape(-1, V), target_next.reshape(-1), ignore_index=-100, reduction="none"
+            )
+            return (per_token * row_weight.reshape(-1)).sum() / denominator, next_acc, None
         targets = torch.cat((context_ids[:, 1:, :5], target_next.clamp(min=0).unsqueeze(-1)), dim=-1)  # (B, L-1, 6)
         targets = targets.masked_fill(~valid.unsqueeze(-1), -100)
         per_slot = nn.functional.cross_entropy(
-            context_logits[:, :-1].float().reshape(-1, V), targets.reshape(-1), ignore_index=-100, reduction="sum"
-        )
-        num_items = kwargs.get("num_items_in_batch")
-        denominator = (num_items if num_items is not None else valid.sum()) * NUM_CONTEXT_SLOTS
-        if torch.is_tensor(denominator):
-            denominator = denominator.to(per_slot.device)
-        loss = per_slot / denominator
+            context_logits[:, :-1].float().reshape(-1, V), targets.reshape(-1), ignore_index=-100, reduction="none"
+        ).view(*targets.shape)  # (B, L-1, 6)
+        loss = (per_slot * row_weight.unsqueeze(-1)).sum() / (denominator * NUM_CONTEXT_SLOTS)
         with torch.no_grad():
             slot_pred = context_logits[:, :-1].argmax(-1)
             ctx_acc = (slot_pred == targets)[valid].float().mean() if valid.any() else logits.new_zeros(())

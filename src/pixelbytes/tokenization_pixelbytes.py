@@ -153,6 +153,8 @@ class ActionPixelBytesTokenizer(PreTrainedTokenizer):
         self.sampling_rate = int(sampling_rate)
         self.image_background = image_background
         self.max_image_pixels = max_image_pixels
+        #: characters dropped from texts because they have no token (counted since construction)
+        self.dropped_characters = 0
         super().__init__(
             pad_token=pad_token,
             row_token=row_token,
@@ -217,10 +219,22 @@ class ActionPixelBytesTokenizer(PreTrainedTokenizer):
 
     def _tokenize(self, text: str, **kwargs: Any) -> list[str]:
         ids, dropped = encode_text(text, self.vocabulary, terminate=False)
-        if dropped:
-            logger.warning("dropped %d character(s) with no token in the vocabulary from %r", dropped, text[:80])
+        self._count_dropped(dropped, text)
         tokens = self.vocabulary.tokens
         return [tokens[i] for i in ids.tolist()]
+
+    def _count_dropped(self, dropped: int, text: str) -> None:
+        """Count characters without a token; warn on the first occurrence (the total is ``dropped_characters``)."""
+        if not dropped:
+            return
+        if not self.dropped_characters:
+            logger.warning(
+                "dropped %d character(s) with no token in the vocabulary from %r; further drops are only counted "
+                "in tokenizer.dropped_characters",
+                dropped,
+                text[:80],
+            )
+        self.dropped_characters += dropped
 
     def _convert_token_to_id(self, token: str) -> int:
         try:
@@ -288,8 +302,7 @@ class ActionPixelBytesTokenizer(PreTrainedTokenizer):
         if text is not None:
             ids, dropped = encode_text(text, self.vocabulary, terminate=terminate_text or image is not None
                                        or audio is not None)  # fmt: skip
-            if dropped:
-                logger.warning("dropped %d character(s) with no token in the vocabulary from %r", dropped, text[:80])
+            self._count_dropped(dropped, text)
             blocks.append((TEXT, ids.reshape(1, 1, -1)))
         if image is not None:
             grid = encode_image(

@@ -1,0 +1,248 @@
+"""Training with ``transformers.Trainer``: arguments, dataset building, model creation, one entry point.
+
+``run_training(model_args, data_args, training_args)`` does what ``pixelbytes train`` does: tokenise the data
+(cached Arrow store), cut windows, split train / validation with a seed, build (or continue) the model,
+train with evaluation every N steps, checkpoints / resume / best-model selection from ``TrainingArguments``,
+and save model + tokenizer. It runs unchanged under ``accelerate launch`` / ``torchrun``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+from ..configuration_pixelbytes import PxByConfig
+from ..data.windows import PxByDataCollator, PxByWindowDataset
+from ..modeling_pixelbytes import PxBySequenceModel
+from ..tokenization_pixelbytes import ActionPixelBytesTokenizer
+from .metrics import make_compute_metrics, preprocess_logits_for_metrics
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DataArguments", "ModelArguments", "TimeBudgetCallback", "build_trainer", "run_training"]
+
+
+@dataclass
+class ModelArguments:
+    """Model options of ``pixelbytes train`` (ignored, except ``model_name_or_path``, when continuing)."""
+
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Saved / converted model directory or Hub id to continue from."}
+    )
+    backbone: str = field(default="lstm", metadata={"help": "lstm (mamba / attention: see the backbones issue)."})
+    embedding: str = field(default="pxby6", metadata={"help": "pxby6 (6-slot PxBy context embedding)."})
+    embed_size: int = field(default=126, metadata={"help": "Embedding width (divisible by 6 for pxby6)."})
+    hidden_size: int = field(default=512, metadata={"help": "Backbone output width."})
+    num_hidden_layers: int = field(default=2, metadata={"help": "Number of recurrent layers."})
+    objective: str = field(default="next_token", metadata={"help": "next_token or context (6-slot)."})
+    dropout: float = field(default=0.0, metadata={"help": "Dropout between recurrent layers."})
+    change_token_weight: float = field(
+        default=1.0, metadata={"help": "Loss weight of targets that differ from the previous token."}
+    )
+
+
+@dataclass
+class DataArguments:
+    """Data options of ``pixelbytes train``."""
+
+    dataset: str = field(
+        default="demo",
+        metadata={"help": "'demo' (embedded synthetic sprites), a folder with metadata.jsonl, a .parquet/.arrow "
+                  "file or a Hub dataset id (e.g. ffurfaro/PixelBytes-PokemonAll)."},
+    )  # fmt: skip
+    dataset_split: str = field(default="train", metadata={"help": "Split of a Hub / parquet dataset."})
+    validation_fraction: float = field(default=0.1, metadata={"help": "Samples held out for evaluation."})
+    split_seed: int = field(default=42, metadata={"help": "Seed of the train / validation split."})
+    max_samples: int | None = field(default=None, metadata={"help": "Use only the first N samples."})
+    seq_length: int = field(default=1024, metadata={"help": "Window length in tokens."})
+    stride: int = field(default=512, metadata={"help": "Distance between window starts (<= seq_length - 1)."})
+    image_stride: int = field(default=1, metadata={"help": "Tokenizer: keep every n-th image row / column."})
+    frame_stride: int | None = field(default=None, metadata={"help": "Tokenizer: keep every n-th frame."})
+    audio_stride: int = field(default=1, metadata={"help": "Tokenizer: keep every n-th audio time step."})
+    audio_normalization: str = field(default="minmax", metadata={"help": "minmax, zscore or none."})
+    tokenized_cache_dir: str | None = field(
+        default=None, metadata={"help": "Where to keep the tokenised Arrow store (default: datasets' cache)."}
+    )
+    time_budget_seconds: float | None = field(
+        default=None, metadata={"help": "Stop training after this many seconds (then evaluate and save)."}
+    )
+
+
+class TimeBudgetCallback(TrainerCallback):
+    """Stops training once ``seconds`` have elapsed since ``on_train_begin`` (checked after every step)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.start = 0.0
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.start = time.perf_counter()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if time.perf_counter() - self.start >= self.seconds:
+            control.should_training_stop = True
+        return control
+
+
+def make_tokenizer(model_args: ModelArguments, data_args: DataArguments) -> ActionPixelBytesTokenizer:
+    """The tokenizer saved with ``model_name_or_path`` when continuing, else one from the data options."""
+    if model_args.model_name_or_path:
+        return ActionPixelBytesTokenizer.from_pretrained(model_args.model_name_or_path)
+    return ActionPixelBytesTokenizer(
+        image_stride=data_args.image_stride,
+        frame_stride=data_args.frame_stride,
+        audio_stride=data_args.audio_stride,
+        audio_normalization=data_args.audio_normalization,
+    )
+
+
+def make_model(model_args: ModelArguments, tokenizer: ActionPixelBytesTokenizer) -> PxBySequenceModel:
+    """Continue from ``model_name_or_path`` (checked against the tokenizer) or build a fresh model."""
+    if model_args.model_name_or_path:
+        model = PxBySequenceModel.from_pretrained(model_args.model_name_or_path)
+        model.config.check_tokenizer(tokenizer)
+        return model
+    config = PxByConfig.from_tokenizer(
+        tokenizer,
+        backbone=model_args.backbone,
+        embedding=model_args.embedding,
+        embed_size=model_args.embed_size,
+        hidden_size=model_args.hidden_size,
+        num_hidden_layers=model_args.num_hidden_layers,
+        objective=model_args.objective,
+        dropout=model_args.dropout,
+        change_token_weight=model_args.change_token_weight,
+    )
+    return PxBySequenceModel(config)
+
+
+def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"validation_fraction must be in [0, 1), got {fraction}")
+    order = np.random.default_rng(seed).permutation(n)
+    n_eval = math.ceil(n * fraction) if fraction > 0 and n > 1 else 0
+    return np.sort(order[n_eval:]), np.sort(order[:n_eval])
+
+
+def build_window_datasets(
+    data_args: DataArguments, tokenizer: ActionPixelBytesTokenizer
+) -> tuple[PxByWindowDataset, PxByWindowDataset | None]:
+    """Tokenised train / validation window datasets for ``data_args.dataset``."""
+    if data_args.dataset == "demo":
+        from ..data.synthetic import demo_samples, make_demo_split
+
+        train_specs, _ = make_demo_split(seed=data_args.split_seed)
+        rows = demo_samples(train_specs, sampling_rate=tokenizer.sampling_rate)
+        store = _tokenize_rows(rows, tokenizer)
+        lengths = [len(row["input_ids"]) for row in store]
+    else:
+        from ..data.loading import load_samples, stream_lengths, tokenize_samples
+
+        raw = load_samples(data_args.dataset, split=data_args.dataset_split)
+        cache = None
+        if data_args.tokenized_cache_dir:
+            os.makedirs(data_args.tokenized_cache_dir, exist_ok=True)
+            cache = os.path.join(data_args.tokenized_cache_dir, f"tokenized-{raw._fingerprint}.arrow")
+        store = tokenize_samples(raw, tokenizer, cache_file_name=cache)
+        lengths = stream_lengths(store)
+    if data_args.max_samples is not None:
+        store, lengths = _take(store, data_args.max_samples), lengths[: data_args.max_samples]
+    train_idx, eval_idx = _split(len(lengths), data_args.validation_fraction, data_args.split_seed)
+    train = PxByWindowDataset(_Subset(store, train_idx), [lengths[i] for i in train_idx], data_args.seq_length,
+                              data_args.stride)  # fmt: skip
+    evaluation = None
+    if len(eval_idx):
+        evaluation = PxByWindowDataset(_Subset(store, eval_idx), [lengths[i] for i in eval_idx],
+                                       data_args.seq_length, data_args.stride)  # fmt: skip
+    logger.info("%d training windows, %d validation windows", len(train), len(evaluation or []))
+    return train, evaluation
+
+
+def _tokenize_rows(rows: list[dict[str, Any]], tokenizer: ActionPixelBytesTokenizer) -> list[dict[str, np.ndarray]]:
+    store = []
+    for row in rows:
+        enc = tokenizer(text=row.get("text"), images=row.get("image"), audio=row.get("audio"),
+                        return_context_ids=True, return_tensors="np")  # fmt: skip
+        store.append({"input_ids": enc["input_ids"][0], "context_ids": enc["context_ids"][0]})
+    return store
+
+
+def _take(store: Any, n: int) -> Any:
+    return store[:n] if isinstance(store, list) else store.select(range(min(n, len(store))))
+
+
+class _Subset:
+    """Index view over a sample store (list or ``datasets.Dataset``)."""
+
+    def __init__(self, store: Any, indices: np.ndarray) -> None:
+        self.store, self.indices = store, [int(i) for i in indices]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> Any:
+        return self.store[self.indices[i]]
+
+
+def build_trainer(
+    model: PxBySequenceModel,
+    tokenizer: ActionPixelBytesTokenizer,
+    training_args: TrainingArguments,
+    train_dataset: PxByWindowDataset,
+    eval_dataset: PxByWindowDataset | None = None,
+    callbacks: list[TrainerCallback] | None = None,
+) -> Trainer:
+    """A ``Trainer`` wired for PixelBytes windows: collator, metrics (per modality, 6-slot for context)."""
+    training_args.remove_unused_columns = False
+    if model.config.objective == "context":
+        training_args.label_names = ["labels", "context_ids"]
+    else:
+        training_args.label_names = ["labels"]
+    return Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=PxByDataCollator(),
+        processing_class=tokenizer,
+        compute_metrics=make_compute_metrics(tokenizer.token_classes, model.config.objective),
+        preprocess_logits_for_metrics=preprocess_logits_for_metrics,
+        callbacks=callbacks,
+    )
+
+
+def run_training(
+    model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments
+) -> dict[str, Any]:
+    """Train (or continue training) and save model + tokenizer to ``training_args.output_dir``.
+
+    Returns the train metrics and, when a validation split exists, the final evaluation metrics.
+    """
+    tokenizer = make_tokenizer(model_args, data_args)
+    train_dataset, eval_dataset = build_window_datasets(data_args, tokenizer)
+    if len(train_dataset) == 0:
+        raise ValueError("no training windows: the dataset is empty after tokenisation")
+    model = make_model(model_args, tokenizer)
+    if eval_dataset is None and training_args.eval_strategy != "no":
+        logger.warning("no validation split (validation_fraction=0): evaluation disabled")
+        training_args.eval_strategy = "no"
+        training_args.load_best_model_at_end = False
+    callbacks = [TimeBudgetCallback(data_args.time_budget_seconds)] if data_args.time_budget_seconds else None
+    trainer = build_trainer(model, tokenizer, training_args, train_dataset, eval_dataset, callbacks)
+    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_model()
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(training_args.output_dir)
+    metrics: dict[str, Any] = dict(result.metrics)
+    if eval_dataset is not None:
+        metrics.update(trainer.evaluate())
+    trainer.log_metrics("final", metrics)
+    trainer.save_metrics("final", metrics)
+    return metrics
