@@ -181,37 +181,45 @@ class AudioLogitsProcessor(_StructureLogitsProcessor):
         return "row" if channel == 0 else "sep"
 
 
-def _prepare_prompt(tokenizer: Any, prompt: str | Sequence[int] | torch.Tensor, device: torch.device) -> torch.Tensor:
-    if isinstance(prompt, str):
-        ids = tokenizer(prompt)["input_ids"]
-    else:
-        ids = prompt.tolist() if isinstance(prompt, torch.Tensor) else list(prompt)
-        if ids and isinstance(ids[0], list):
-            raise ValueError("generate_image/generate_audio take one prompt; batch with model.generate directly")
-    if not ids:
-        raise ValueError("the prompt is empty")
-    return torch.tensor([ids], dtype=torch.long, device=device)
+def _prepare_prompts(tokenizer: Any, prompt: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """One prompt (text or ids) or a list of them → left-padded ``(input_ids, attention_mask)``."""
+    if isinstance(prompt, torch.Tensor):
+        prompt = prompt.tolist()
+    if isinstance(prompt, str) or (isinstance(prompt, list) and prompt and isinstance(prompt[0], int)):
+        prompt = [prompt]
+    if not isinstance(prompt, (list, tuple)) or not prompt:
+        raise ValueError("prompt must be a text, a list of ids, or a non-empty list of those")
+    rows = [tokenizer(p)["input_ids"] if isinstance(p, str) else list(p) for p in prompt]
+    if any(len(r) == 0 for r in rows):
+        raise ValueError("a prompt is empty")
+    width = max(len(r) for r in rows)
+    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    mask = torch.zeros(len(rows), width, dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+        mask[i, width - len(row) :] = 1
+    return ids.to(device), mask.to(device)
 
 
 def _generate_structured(model: Any, tokenizer: Any, prompt: Any, processor: _StructureLogitsProcessor, **kwargs: Any):
     model.config.check_tokenizer(tokenizer)
-    input_ids = _prepare_prompt(tokenizer, prompt, model.device)
+    input_ids, attention_mask = _prepare_prompts(tokenizer, prompt, model.device)
     processors = LogitsProcessorList([processor, *kwargs.pop("logits_processor", [])])
     kwargs.setdefault("max_new_tokens", processor.length)
     if kwargs["max_new_tokens"] < processor.length:
-        raise ValueError(
-            f"max_new_tokens={kwargs['max_new_tokens']} is shorter than the structure ({processor.length})"
-        )
-    sequences = model.generate(
-        input_ids, attention_mask=torch.ones_like(input_ids), logits_processor=processors, **kwargs
-    )
-    return sequences, [tokenizer.decode_multimodal(row) for row in sequences]
+        raise ValueError(f"max_new_tokens={kwargs['max_new_tokens']} is shorter than the structure ({processor.length})")
+    with torch.no_grad():
+        sequences = model.generate(input_ids, attention_mask=attention_mask, logits_processor=processors, **kwargs)
+    mask = torch.cat((attention_mask, torch.ones_like(sequences[:, input_ids.shape[1] :])), dim=1)
+    mask = mask.repeat_interleave(sequences.shape[0] // mask.shape[0], dim=0)
+    return sequences, [tokenizer.decode_multimodal(row, attention_mask=m) for row, m in zip(sequences, mask)]
 
 
 def generate_image(
     model: Any, tokenizer: Any, prompt: Any, height: int, width: int, frames: int = 1, **generate_kwargs: Any
 ):
-    """Generate a ``frames`` × ``height`` × ``width`` sprite after ``prompt`` (text or ids).
+    """Generate a ``frames`` × ``height`` × ``width`` sprite after ``prompt`` (a text, ids, or a list of them:
+    a batch, left-padded).
 
     Returns ``(sequences, decoded)`` where ``decoded`` is one
     :class:`~pixelbytes.tokenization_pixelbytes.MultimodalOutput` per returned sequence; its ``frames`` always

@@ -267,20 +267,29 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         if attention_mask is None:
             hidden, (h, c) = self.backbone(x)
         else:
-            hidden, (h, c) = self._forward_masked(x, attention_mask)
+            hidden, (h, c) = self._forward_masked(x, attention_mask, need_final_state=use_cache)
         cache = None
         if use_cache:
             cache = PxByCache(h, c, input_ids, attention_mask, self._token_classes, self.config.audio_channels)
         return hidden, cache, context_ids
 
-    def _forward_masked(self, x: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, tuple]:
-        """Gather each row's real positions to the front, run packed, scatter back (pads → zeros)."""
+    def _forward_masked(
+        self, x: torch.Tensor, attention_mask: torch.Tensor, need_final_state: bool = True
+    ) -> tuple[torch.Tensor, tuple]:
+        """Gather each row's real positions to the front, run, scatter back (pads → zeros).
+
+        Once right-aligned, trailing pads cannot reach the real positions of a causal LSTM, so the plain
+        (fast) kernel is exact; packing is only needed for the final states (cache) and for bidirectional
+        models (on CPU a packed backward pass is ~50× slower).
+        """
         mask = attention_mask.bool()  # (B, L)
         order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)  # real positions first, in order
-        lengths = mask.sum(1).clamp(min=1)
         index = order.unsqueeze(-1)
         compact = x.gather(1, index.expand_as(x))  # (B, L, E)
-        hidden, state = self.backbone(compact, lengths=lengths)  # (B, L, H)
+        if need_final_state or not self.config.is_causal:
+            hidden, state = self.backbone(compact, lengths=mask.sum(1).clamp(min=1))  # (B, L, H)
+        else:
+            hidden, state = self.backbone(compact)
         out = torch.zeros_like(hidden).scatter(1, index.expand_as(hidden), hidden)
         return out * mask.unsqueeze(-1), state
 
@@ -299,7 +308,7 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         if attention_mask is None:
             window, _ = self.backbone(x)
         else:
-            window, _ = self._forward_masked(x, attention_mask[:, start:stop])
+            window, _ = self._forward_masked(x, attention_mask[:, start:stop], need_final_state=False)
         hidden[:, start:stop] = window
         return hidden
 
@@ -378,6 +387,20 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
             slot_pred = context_logits[:, :-1].argmax(-1)
             ctx_acc = (slot_pred == targets)[valid].float().mean() if valid.any() else logits.new_zeros(())
         return loss, next_acc, ctx_acc
+
+    @classmethod
+    def from_original(cls, path_or_repo_id: Any, subfolder: str | None = None, **kwargs: Any) -> PxBySequenceModel:
+        """Convert an ORIGINAL PixelBytes checkpoint (directory or Hub repo + ``subfolder``, e.g.
+        ``"lstm_autoregressive_last"``); see :func:`pixelbytes.conversion.convert_original` for the options.
+        Needs the installed package (it is not part of the Hub remote code)."""
+        import importlib
+
+        try:
+            conversion = importlib.import_module("pixelbytes.conversion")
+        except ImportError as err:
+            raise ImportError("from_original needs the pixelbytes package: pip install pixelbytes") from err
+        model, _ = conversion.convert_original(path_or_repo_id, subfolder, **kwargs)
+        return model
 
     # ---------------------------------------------------------------------------------------------
     def generate(self, inputs: torch.Tensor | None = None, generation_config: Any = None, **kwargs: Any):

@@ -1,0 +1,175 @@
+"""The ``pixelbytes`` command line: ``demo`` (the main job), ``train``, ``generate`` and the Hub tools.
+
+pixelbytes demo --output-dir demo_output          # train a small model on the embedded demo data
+pixelbytes train --dataset DIR --output_dir out   # every TrainingArguments flag; --config file.yaml
+pixelbytes generate --model out --prompt "a small red heart blinking on black" --image-size 16 16 --frames 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+logger = logging.getLogger("pixelbytes")
+
+
+def _train(argv: Sequence[str]) -> int:
+    from transformers import HfArgumentParser, TrainingArguments
+
+    from .training import DataArguments, ModelArguments, run_training
+
+    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments), prog="pixelbytes train")
+    argv = list(argv)
+    if "--config" in argv:
+        at = argv.index("--config")
+        if at + 1 >= len(argv):
+            parser.error("--config needs a YAML or JSON file")
+        path = argv[at + 1]
+        rest = argv[:at] + argv[at + 2 :]
+        if rest:
+            parser.error(f"--config cannot be combined with other arguments: {rest}")
+        loader = parser.parse_yaml_file if path.endswith((".yaml", ".yml")) else parser.parse_json_file
+        model_args, data_args, training_args = loader(path)
+    else:
+        model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    metrics = run_training(model_args, data_args, training_args)
+    print(json.dumps({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, indent=1))
+    return 0
+
+
+def _generate_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pixelbytes generate",
+        description="Continue a prompt (text and/or an image / audio file) with a trained model and write "
+        "the result as text, GIF/PNG and WAV.",
+    )
+    parser.add_argument("--model", required=True, help="model directory or Hub id (with its tokenizer)")
+    parser.add_argument("--prompt", default=None, help="prompt text")
+    parser.add_argument("--image", default=None, help="prompt image file (GIF / PNG / ...)")
+    parser.add_argument("--audio", default=None, help="prompt audio file (WAV)")
+    parser.add_argument(
+        "--image-size",
+        nargs=2,
+        type=int,
+        metavar=("HEIGHT", "WIDTH"),
+        default=None,
+        help="force a sprite of this size after the prompt",
+    )
+    parser.add_argument("--frames", type=int, default=1, help="frames of the forced sprite")
+    parser.add_argument("--audio-steps", type=int, default=None, help="force this many audio time steps")
+    parser.add_argument("--max-new-tokens", type=int, default=256, help="free generation length")
+    parser.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top-k", type=int, default=50)
+    parser.add_argument("--top-p", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output-dir", default="generated", help="where to write the outputs")
+    return parser
+
+
+def _generate(argv: Sequence[str]) -> int:
+    import numpy as np
+    import torch
+
+    from .data.loading import decode_audio
+    from .generation_pixelbytes import AudioLogitsProcessor, ImageGridLogitsProcessor
+    from .modeling_pixelbytes import PxBySequenceModel
+    from .tokenization_pixelbytes import ActionPixelBytesTokenizer
+
+    args = _generate_parser().parse_args(argv)
+    if args.prompt is None and args.image is None and args.audio is None:
+        raise SystemExit("pixelbytes generate: give at least one of --prompt, --image, --audio")
+    torch.manual_seed(args.seed)
+    tokenizer = ActionPixelBytesTokenizer.from_pretrained(args.model)
+    model = PxBySequenceModel.from_pretrained(args.model).eval()
+    model.config.check_tokenizer(tokenizer)
+    audio, rate = (None, None)
+    if args.audio:
+        audio, rate = decode_audio(args.audio)
+    enc = tokenizer(text=args.prompt, images=args.image, audio=audio, sampling_rate=rate, return_tensors="pt")
+    ids = enc["input_ids"]
+    sampling = {"do_sample": args.do_sample}
+    if args.do_sample:
+        sampling.update(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+    stages: list[tuple[Any, int]] = []
+    if args.image_size:
+        height, width = args.image_size
+        processor = ImageGridLogitsProcessor(tokenizer.token_classes, height, width, args.frames)
+        stages.append((processor, processor.length))
+    if args.audio_steps:
+        processor = AudioLogitsProcessor(tokenizer.token_classes, args.audio_steps, tokenizer.audio_channels)
+        stages.append((processor, processor.length))
+    if not stages:
+        stages.append((None, args.max_new_tokens))
+    with torch.no_grad():
+        for processor, length in stages:
+            processors = [processor] if processor is not None else []
+            ids = model.generate(
+                ids, attention_mask=torch.ones_like(ids), max_new_tokens=length, logits_processor=processors, **sampling
+            )
+    out_dir = Path(args.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    decoded = tokenizer.decode_multimodal(ids[0])
+    written = []
+    (out_dir / "text.txt").write_text(decoded.text + "\n", encoding="utf-8")
+    written.append("text.txt")
+    if decoded.images:
+        name = "image.gif" if len(decoded.frames) > 1 else "image.png"
+        decoded.save_image(out_dir / name)
+        written.append(name)
+    if decoded.audio is not None and decoded.audio.shape[-1]:
+        decoded.save_audio(out_dir / "audio.wav")
+        written.append("audio.wav")
+    np.save(out_dir / "token_ids.npy", ids[0].numpy())
+    print(f"text: {decoded.text!r}")
+    print(f"wrote {', '.join(written)} and token_ids.npy to {out_dir}")
+    return 0
+
+
+def _demo(argv: Sequence[str]) -> int:
+    from .demo import demo_parser, run_demo
+
+    args = demo_parser().parse_args(argv)
+    run_demo(**vars(args))
+    return 0
+
+
+COMMANDS = {
+    "demo": (_demo, "train a small model on the embedded demo dataset and evaluate caption -> sprite"),
+    "train": (_train, "train / fine-tune with transformers.Trainer (all TrainingArguments flags)"),
+    "generate": (_generate, "generate text / sprites / sound from a prompt with a trained model"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``pixelbytes`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    commands = dict(COMMANDS)
+    try:
+        from .hub.cli_commands import HUB_COMMANDS
+
+        commands.update(HUB_COMMANDS)
+    except ImportError:  # the hub tools are optional
+        logger.debug("hub commands unavailable", exc_info=True)
+    if not argv or argv[0] in ("-h", "--help"):
+        width = max(map(len, commands))
+        lines = [f"  {name:<{width}}  {help_}" for name, (_, help_) in commands.items()]
+        print("usage: pixelbytes COMMAND [options]   (pixelbytes COMMAND --help)\n\ncommands:\n" + "\n".join(lines))
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in commands:
+        print(f"pixelbytes: unknown command {name!r}; choose from {', '.join(commands)}", file=sys.stderr)
+        return 2
+    return commands[name][0](rest)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,282 @@
+"""``pixelbytes demo``: the main job on the embedded default data.
+
+Trains a small PixelBytes LSTM on the synthetic caption → sprite (+ sound) dataset
+(:mod:`pixelbytes.data.synthetic`) within a time budget, saves it, generates sprites and sounds for
+training captions and for HELD-OUT captions (colour × shape pairs never seen in training), and reports
+caption → sprite metrics (pixel accuracy, foreground IoU, colour / shape correctness, exact match, each
+beside its chance level) in ``metrics.json``, a contact sheet (reference vs generated) and GIF / WAV files.
+
+Decoding is greedy under :class:`~pixelbytes.generation_pixelbytes.ImageGridLogitsProcessor` (16 × 16,
+as many frames as the caption's animation has), then :class:`AudioLogitsProcessor` for the sound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from tqdm.auto import tqdm
+
+from .configuration_pixelbytes import PxByConfig
+from .generation_pixelbytes import generate_audio, generate_image
+from .modeling_pixelbytes import PxBySequenceModel
+from .tokenization_pixelbytes import ActionPixelBytesTokenizer
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["demo_parser", "run_demo"]
+
+
+def demo_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pixelbytes demo", description=__doc__.split("\n\n")[1])
+    parser.add_argument("--output-dir", default="demo_output", help="where the model, samples and metrics go")
+    parser.add_argument("--time-budget", type=float, default=200.0, help="training seconds (default 200)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--hidden-size", type=int, default=256)
+    parser.add_argument("--embed-size", type=int, default=48)
+    parser.add_argument("--num-layers", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--learning-rate", type=float, default=4e-3)
+    parser.add_argument("--change-token-weight", type=float, default=4.0)
+    parser.add_argument("--train-eval-samples", type=int, default=32, help="training captions to evaluate")
+    parser.add_argument("--quick", action="store_true", help="a tiny smoke run (few samples, seconds)")
+    return parser
+
+
+def _tokenize(samples: list[dict[str, Any]], tokenizer: ActionPixelBytesTokenizer) -> list[dict[str, np.ndarray]]:
+    store = []
+    for sample in tqdm(samples, desc="Tokenizing", leave=False):
+        enc = tokenizer(
+            text=sample["text"],
+            images=sample["image"],
+            audio=sample["audio"],
+            sampling_rate=sample["sampling_rate"],
+            return_context_ids=True,
+            return_tensors="np",
+        )
+        store.append({"input_ids": enc["input_ids"][0], "context_ids": enc["context_ids"][0]})
+    return store
+
+
+def _seconds_per_step(model: PxBySequenceModel, batch: dict[str, torch.Tensor], lr: float) -> float:
+    """Time two optimiser steps on a real batch (then restore the weights) to size the schedule."""
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        times.append(time.perf_counter() - start)
+    model.load_state_dict(state)
+    return float(np.median(times[1:]))
+
+
+def _train(model, tokenizer, store, args, output_dir: Path) -> tuple[float, dict[str, float]]:
+    from transformers import TrainingArguments
+
+    from .data.windows import PxByDataCollator, PxByWindowDataset
+    from .training.trainer import TimeBudgetCallback, build_trainer
+
+    lengths = [len(s["input_ids"]) for s in store]
+    dataset = PxByWindowDataset(store, lengths, seq_length=max(lengths), stride=max(lengths) - 1)
+    probe = PxByDataCollator()([dataset[i] for i in range(min(args.batch_size, len(dataset)))])
+    step_seconds = _seconds_per_step(model, probe, args.learning_rate)
+    max_steps = max(10, int(args.time_budget / step_seconds))
+    logger.info("~%.2f s per step: scheduling %d steps for a %.0f s budget", step_seconds, max_steps, args.time_budget)
+    training_args = TrainingArguments(
+        output_dir=str(output_dir / "checkpoints"),
+        max_steps=max_steps,
+        per_device_train_batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=max(1, max_steps // 20),
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+        logging_steps=max(1, max_steps // 20),
+        save_strategy="no",
+        eval_strategy="no",
+        report_to="none",
+        use_cpu=not torch.cuda.is_available(),
+        seed=args.seed,
+        dataloader_num_workers=0,
+    )
+    trainer = build_trainer(model, tokenizer, training_args, dataset, callbacks=[TimeBudgetCallback(args.time_budget)])
+    start = time.perf_counter()
+    result = trainer.train()
+    seconds = time.perf_counter() - start
+    return seconds, {"train_loss": float(result.training_loss), "train_steps": int(result.global_step)}
+
+
+def _strip_left_padding(row: torch.Tensor) -> list[int]:
+    nonzero = torch.nonzero(row).flatten()
+    return row[int(nonzero[0]) :].tolist() if len(nonzero) else []
+
+
+def _generate(model, tokenizer, specs, batch_size: int, audio_steps: int) -> list[dict[str, Any]]:
+    """Greedy sprite, then sound, for every spec; batched by frame count (one structure per batch)."""
+    by_frames: dict[int, list[int]] = defaultdict(list)
+    for i, spec in enumerate(specs):
+        by_frames[spec.num_frames].append(i)
+    results: list[dict[str, Any]] = [{} for _ in specs]
+    model.eval()
+    with tqdm(total=len(specs), desc="Generating", leave=False) as progress:
+        for frames, indices in sorted(by_frames.items()):
+            for start in range(0, len(indices), batch_size):
+                chunk = indices[start : start + batch_size]
+                prompts = [specs[i].caption for i in chunk]
+                sequences, _ = generate_image(model, tokenizer, prompts, 16, 16, frames=frames, do_sample=False)
+                rows = [_strip_left_padding(row) for row in sequences]
+                _, decoded = generate_audio(model, tokenizer, rows, audio_steps, do_sample=False)
+                for k, i in enumerate(chunk):
+                    out = decoded[k]
+                    results[i] = {
+                        "frames": np.stack([np.asarray(f) for f in out.frames]),
+                        "audio": out.audio,
+                        "text": out.text,
+                    }
+                progress.update(len(chunk))
+    return results
+
+
+def _contact_sheet(specs, results, path: Path, scale: int = 4, max_rows: int = 32) -> None:
+    """One row per caption: reference frames, a gap, generated frames (``scale``× nearest), caption on the left."""
+    cell, label_width = 16 * scale, 260
+    max_frames = max(spec.num_frames for spec in specs[:max_rows])
+    width = label_width + (2 * max_frames) * (cell + 2) + cell
+    sheet = Image.new("RGB", (width, min(len(specs), max_rows) * (cell + 4) + 20), (40, 40, 40))
+    draw = ImageDraw.Draw(sheet)
+    draw.text((4, 4), "caption", fill=(255, 255, 255))
+    draw.text((label_width, 4), "reference", fill=(255, 255, 255))
+    draw.text((label_width + max_frames * (cell + 2) + cell // 2, 4), "generated", fill=(255, 255, 255))
+    for row, (spec, result) in enumerate(zip(specs[:max_rows], results[:max_rows])):
+        y = 20 + row * (cell + 4)
+        draw.text((4, y + cell // 2 - 6), spec.caption, fill=(255, 255, 255))
+        for j, frame in enumerate(spec.render()):
+            sheet.paste(Image.fromarray(frame).resize((cell, cell), Image.NEAREST), (label_width + j * (cell + 2), y))
+        x0 = label_width + max_frames * (cell + 2) + cell // 2
+        for j, frame in enumerate(result["frames"]):
+            sheet.paste(Image.fromarray(frame).resize((cell, cell), Image.NEAREST), (x0 + j * (cell + 2), y))
+    sheet.save(path)
+
+
+def run_demo(
+    output_dir: str = "demo_output",
+    time_budget: float = 200.0,
+    seed: int = 0,
+    hidden_size: int = 256,
+    embed_size: int = 48,
+    num_layers: int = 1,
+    batch_size: int = 16,
+    learning_rate: float = 4e-3,
+    change_token_weight: float = 4.0,
+    train_eval_samples: int = 32,
+    quick: bool = False,
+) -> dict[str, Any]:
+    """Train, save, generate, evaluate; returns (and writes) the metrics. See the module docstring."""
+    from .data.synthetic import DEMO_TOKENIZER_KWARGS, demo_samples, make_demo_split
+    from .evaluation.sprites import score_sprites
+
+    args = argparse.Namespace(**{k: v for k, v in locals().items() if k != "score_sprites"})
+    torch.manual_seed(seed)
+    out = Path(output_dir)
+    (out / "samples").mkdir(parents=True, exist_ok=True)
+    total_start = time.perf_counter()
+
+    tokenizer = ActionPixelBytesTokenizer(**DEMO_TOKENIZER_KWARGS)
+    train_specs, heldout_specs = make_demo_split(seed=seed)
+    if quick:
+        train_specs, heldout_specs = train_specs[::28], heldout_specs[::8]
+        args.time_budget = min(time_budget, 5.0)
+        train_eval_samples = min(train_eval_samples, 4)
+    store = _tokenize(demo_samples(train_specs, tokenizer.sampling_rate), tokenizer)
+    config = PxByConfig.from_tokenizer(
+        tokenizer,
+        embed_size=embed_size,
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        change_token_weight=change_token_weight,
+    )
+    model = PxBySequenceModel(config)
+    n_params = sum(p.numel() for p in model.parameters())
+    logger.info("demo: %d training / %d held-out captions, model %s parameters", len(train_specs),
+                len(heldout_specs), f"{n_params:,}")  # fmt: skip
+    training_seconds, train_stats = _train(model, tokenizer, store, args, out)
+    model.save_pretrained(out / "model")
+    tokenizer.save_pretrained(out / "model")
+
+    ranked = sorted(train_specs, key=lambda spec: hash((seed, spec.caption)) % 1_000_003)
+    train_eval = sorted(ranked[:train_eval_samples])
+    audio_steps = math.ceil(train_specs[0].sound(tokenizer.sampling_rate).shape[-1] / tokenizer.audio_stride)
+    generated_train = _generate(model, tokenizer, train_eval, batch_size, audio_steps)
+    generated_heldout = _generate(model, tokenizer, heldout_specs, batch_size, audio_steps)
+
+    train_scores = score_sprites(zip(train_eval, (r["frames"] for r in generated_train)))
+    heldout_scores = score_sprites(zip(heldout_specs, (r["frames"] for r in generated_heldout)))
+    for spec, result in zip(heldout_specs, generated_heldout):
+        stem = spec.caption.replace(" ", "_")
+        frames = [Image.fromarray(f) for f in result["frames"]]
+        frames[0].save(out / "samples" / f"{stem}.gif", save_all=True, append_images=frames[1:], duration=200, loop=0)
+        if result["audio"] is not None and result["audio"].shape[-1]:
+            from .codecs import save_wav
+
+            save_wav(
+                out / "samples" / f"{stem}.wav", result["audio"], tokenizer.sampling_rate // tokenizer.audio_stride
+            )
+    _contact_sheet(heldout_specs + train_eval, generated_heldout + generated_train, out / "contact_sheet.png")
+
+    metrics: dict[str, Any] = {
+        "training_seconds": round(training_seconds, 1),
+        "total_seconds": None,
+        "parameters": n_params,
+        **train_stats,
+        "train_captions": len(train_eval),
+        "heldout_captions": len(heldout_specs),
+    }
+    for prefix, scores in (("train", train_scores), ("heldout", heldout_scores)):
+        for key in ("pixel_accuracy", "mask_iou", "color_accuracy", "shape_accuracy", "exact_match",
+                    "blank_pixel_accuracy"):  # fmt: skip
+            metrics[f"{prefix}_{key}"] = round(scores[key], 4)
+    metrics["heldout_color_accuracy_chance"] = heldout_scores["color_chance"]
+    metrics["heldout_shape_accuracy_chance"] = heldout_scores["shape_chance"]
+    metrics["pixel_accuracy_chance_note"] = "blank_pixel_accuracy = score of an all-background sprite"
+    metrics["total_seconds"] = round(time.perf_counter() - total_start, 1)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    _print_table(metrics, out)
+    return metrics
+
+
+def _print_table(metrics: dict[str, Any], out: Path) -> None:
+    rows = [
+        ("pixel accuracy (all-background baseline)", "pixel_accuracy", "blank_pixel_accuracy"),
+        ("foreground mask IoU", "mask_iou", None),
+        ("colour correct (chance 1/8)", "color_accuracy", None),
+        ("shape correct (chance 1/8)", "shape_accuracy", None),
+        ("exact match", "exact_match", None),
+    ]
+    print(
+        f"\ntrained {metrics['train_steps']} steps in {metrics['training_seconds']} s "
+        f"(final loss {metrics['train_loss']:.3f}); total {metrics['total_seconds']} s"
+    )
+    print(f"{'metric':<44}{'train captions':>16}{'held-out pairs':>16}")
+    for name, key, baseline in rows:
+        cells = []
+        for prefix in ("train", "heldout"):
+            value = f"{metrics[f'{prefix}_{key}']:.3f}"
+            if baseline:
+                value += f" ({metrics[f'{prefix}_{baseline}']:.2f})"
+            cells.append(value)
+        print(f"{name:<44}{cells[0]:>16}{cells[1]:>16}")
+    print(f"\nwrote {out / 'metrics.json'}, {out / 'contact_sheet.png'}, {out / 'model'} and {out / 'samples'}")
