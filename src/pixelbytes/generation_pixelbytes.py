@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -207,7 +206,9 @@ def _generate_structured(model: Any, tokenizer: Any, prompt: Any, processor: _St
     processors = LogitsProcessorList([processor, *kwargs.pop("logits_processor", [])])
     kwargs.setdefault("max_new_tokens", processor.length)
     if kwargs["max_new_tokens"] < processor.length:
-        raise ValueError(f"max_new_tokens={kwargs['max_new_tokens']} is shorter than the structure ({processor.length})")
+        raise ValueError(
+            f"max_new_tokens={kwargs['max_new_tokens']} is shorter than the structure ({processor.length})"
+        )
     with torch.no_grad():
         sequences = model.generate(input_ids, attention_mask=attention_mask, logits_processor=processors, **kwargs)
     mask = torch.cat((attention_mask, torch.ones_like(sequences[:, input_ids.shape[1] :])), dim=1)
