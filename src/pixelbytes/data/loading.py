@@ -26,7 +26,7 @@ from PIL import Image
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MODALITY_COLUMNS", "decode_audio", "load_samples", "tokenize_samples"]
+__all__ = ["MODALITY_COLUMNS", "decode_audio", "decode_image", "load_samples", "stream_lengths", "tokenize_samples"]
 
 MODALITY_COLUMNS = ("text", "image", "audio")
 
@@ -67,8 +67,30 @@ def decode_audio(value: Any, base_dir: str | os.PathLike | None = None) -> tuple
         import soundfile
     except ImportError:
         return _read_wav_stdlib(source)
-    array, rate = soundfile.read(source, dtype="float32", always_2d=True)
+    try:
+        array, rate = soundfile.read(source, dtype="float32", always_2d=True)
+    except (RuntimeError, soundfile.LibsndfileError) as err:
+        raise ValueError(f"cannot decode audio {path or '<bytes>'}: {err}") from err
     return array.T.copy(), int(rate)
+
+
+def decode_image(value: Any) -> Any:
+    """Open an image cell (``{"bytes", "path"}`` from ``datasets.Image(decode=False)``, a path or a PIL image)."""
+    if isinstance(value, Image.Image) or value is None:
+        return value
+    if isinstance(value, dict):
+        data, path = value.get("bytes"), value.get("path")
+        source: Any = io.BytesIO(data) if data is not None else path
+    else:
+        source = value
+    try:
+        image = Image.open(source)
+        image.load()
+    except (OSError, Image.DecompressionBombError) as err:
+        raise ValueError(
+            f"cannot decode image {value.get('path') if isinstance(value, dict) else value}: {err}"
+        ) from err
+    return image
 
 
 def _folder_rows(folder: Path) -> list[dict[str, Any]]:
@@ -85,15 +107,20 @@ def _folder_rows(folder: Path) -> list[dict[str, Any]]:
             for key in ("image", "audio"):
                 if isinstance(row.get(key), str):
                     row[key] = str(folder / row[key])
-            rows.append({key: row.get(key) for key in MODALITY_COLUMNS})
-    return rows
+            rows.append(row)
+    present = [key for key in MODALITY_COLUMNS if any(key in row for row in rows)]
+    if not present:
+        found = sorted({key for row in rows for key in row})
+        raise ValueError(f"{meta}: no text / image / audio column (columns: {found})")
+    return [{key: row.get(key) for key in present} for row in rows]
 
 
 def load_samples(source: str | os.PathLike, split: str = "train") -> Any:
     """Load a multimodal ``datasets.Dataset`` with (a subset of) the columns text / image / audio.
 
     ``source``: a folder with ``metadata.jsonl``, a ``.parquet`` / ``.arrow`` file, or a Hub dataset id.
-    Images stay PIL images (all frames of animations); audio stays undecoded (see :func:`decode_audio`).
+    Images and audio stay undecoded (``{"bytes", "path"}``): :func:`tokenize_samples` decodes each sample
+    itself (every frame of animations) so a corrupt file only loses its own sample.
     """
     import datasets
 
@@ -101,7 +128,7 @@ def load_samples(source: str | os.PathLike, split: str = "train") -> Any:
     if path.is_dir() and (path / "metadata.jsonl").exists():
         ds = datasets.Dataset.from_list(_folder_rows(path))
         if "image" in ds.column_names:
-            ds = ds.cast_column("image", datasets.Image())
+            ds = ds.cast_column("image", datasets.Image(decode=False))
     elif path.is_file() and path.suffix == ".parquet":
         ds = datasets.load_dataset("parquet", data_files=str(path), split=split)
     elif path.is_file() and path.suffix == ".arrow":
@@ -115,6 +142,8 @@ def load_samples(source: str | os.PathLike, split: str = "train") -> Any:
         raise ValueError(f"{source}: no text / image / audio column (columns: {ds.column_names})")
     if "audio" in present and isinstance(ds.features.get("audio"), datasets.Audio):
         ds = ds.cast_column("audio", datasets.Audio(decode=False))
+    if "image" in present and isinstance(ds.features.get("image"), datasets.Image):
+        ds = ds.cast_column("image", datasets.Image(decode=False))  # decoded per sample: corrupt files are skipped
     return ds.select_columns(present)
 
 
@@ -125,9 +154,7 @@ def _tokenize_one(tokenizer: Any, row: dict[str, Any]) -> tuple[np.ndarray, np.n
         audio, rate = decode_audio(audio)
         if audio.shape[0] != tokenizer.audio_channels and audio.shape[0] == 1 and tokenizer.audio_channels == 2:
             audio = np.concatenate((audio, audio))
-    image = row.get("image")
-    if isinstance(image, dict) and image.get("bytes") is not None:
-        image = Image.open(io.BytesIO(image["bytes"]))
+    image = decode_image(row.get("image"))
     enc = tokenizer(
         text=row.get("text"),
         images=image,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from ..configuration_pixelbytes import PxByConfig
 from ..data.windows import PxByDataCollator, PxByWindowDataset
@@ -229,6 +229,7 @@ def run_training(
     train_dataset, eval_dataset = build_window_datasets(data_args, tokenizer)
     if len(train_dataset) == 0:
         raise ValueError("no training windows: the dataset is empty after tokenisation")
+    set_seed(training_args.seed)  # the model's initial weights depend on it
     model = make_model(model_args, tokenizer)
     if eval_dataset is None and training_args.eval_strategy != "no":
         logger.warning("no validation split (validation_fraction=0): evaluation disabled")
