@@ -338,13 +338,13 @@ def resample_audio(audio: np.ndarray, orig_rate: int, target_rate: int) -> np.nd
     if orig_rate == target_rate or x.shape[-1] == 0:
         return x
     n = x.shape[-1]
-    m = max(1, int(round(n * target_rate / orig_rate)))
+    m = max(1, round(n * target_rate / orig_rate))
     spectrum = np.fft.rfft(x, axis=-1)
-    keep = min(spectrum.shape[-1], m // 2 + 1)
-    out = np.zeros(x.shape[:-1] + (m // 2 + 1,), dtype=complex)
-    out[..., :keep] = spectrum[..., :keep]
-    if m < n and m % 2 == 0:
-        out[..., m // 2] = out[..., m // 2].real  # the new Nyquist bin must be real
+    out = np.zeros((*x.shape[:-1], m // 2 + 1), dtype=complex)
+    shared = min(m, n)
+    out[..., : shared // 2 + 1] = spectrum[..., : shared // 2 + 1]
+    if shared % 2 == 0:  # a Nyquist bin is shared by the two lengths: split or join its two halves
+        out[..., shared // 2] *= 2.0 if m < n else 0.5
     return np.fft.irfft(out, n=m, axis=-1) * (m / n)
 
 
@@ -363,7 +363,10 @@ def validate_audio(audio: Any, channels: int) -> np.ndarray:
     x = audio
     if x.dtype == np.bool_ or not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
         raise ValueError(f"audio must be a float or integer PCM array, got dtype {x.dtype}")
-    if np.issubdtype(x.dtype, np.integer):
+    if np.issubdtype(x.dtype, np.unsignedinteger):  # offset PCM (8-bit WAV): silence is the mid value
+        half = float(np.iinfo(x.dtype).max + 1) / 2.0
+        x = (x.astype(np.float64) - half) / half
+    elif np.issubdtype(x.dtype, np.integer):
         x = x.astype(np.float64) / float(np.iinfo(x.dtype).max)
     elif x.dtype not in (np.float32, np.float64):
         x = x.astype(np.float32)
@@ -386,6 +389,8 @@ def validate_audio(audio: Any, channels: int) -> np.ndarray:
         raise ValueError(f"audio must be (C, N) or (N,), got a {x.ndim}-D array of shape {x.shape}")
     if not np.isfinite(x).all():
         raise ValueError("audio contains NaN or infinite values")
+    if x.shape[-1] == 0:
+        raise ValueError("the audio clip is empty (0 samples); leave audio=None for a sample without sound")
     return x
 
 
@@ -395,7 +400,7 @@ def normalize_audio(x: np.ndarray, mode: str) -> np.ndarray:
     ``"minmax"``: one global min-max over all channels (the current original code);
     ``"zscore"``: per-channel z-score then clamp (the published Pokémon checkpoints);
     ``"none"``: values are already in [-1, 1] and are only clipped (streaming / control).
-    Constant input maps to 0, never NaN.
+    Constant input maps to 0, never NaN (empty clips are refused by :func:`validate_audio`).
     """
     if mode not in AUDIO_NORMALIZATIONS:
         raise ValueError(f"unknown audio_normalization {mode!r}; expected one of {AUDIO_NORMALIZATIONS}")

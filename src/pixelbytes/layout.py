@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .vocabulary import BYTE, LEVEL, ROW, SEP
+from .vocabulary import BYTE, LEVEL, ROW, SEP, SEP_ID
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -357,10 +357,11 @@ def assemble_blocks(blocks: Sequence[tuple[int, np.ndarray]]) -> tuple[np.ndarra
     """Concatenate tokenizer blocks into one stream and its contexts of positions ``0 .. L``.
 
     ``blocks`` are ``(kind, grid)`` pairs with ``grid`` of shape ``(T, H, W)`` as the codecs produce
-    them: text ``(1, 1, n)`` ending with SEP, image ``(F, H, W+1)`` whose frames end with SEP, audio
-    ``(T+1, 1, C)`` ending with its terminator frame. Text and audio blocks close (the next position
-    is fresh); an image stays open, so the next position gets the image's continuation context at
-    ``(F, 0, 0)``, as in the streaming rule of DESIGN §5.
+    them: text ``(1, 1, n)`` (ending with SEP, except an unterminated last text), image ``(F, H, W+1)``
+    whose frames end with SEP, audio ``(T+1, 1, C)`` (at least one time step) ending with its
+    terminator frame. A text ending with SEP and an audio block close (the next position is fresh); an
+    unterminated text continues (slot 5 only); an image stays open, so the next position gets the
+    image's continuation context at ``(F, 0, 0)``, as in the streaming rule of DESIGN §5.
     """
     pieces = [np.asarray(grid, dtype=np.int64).reshape(-1) for _, grid in blocks]
     ids = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
@@ -380,7 +381,7 @@ def assemble_blocks(blocks: Sequence[tuple[int, np.ndarray]]) -> tuple[np.ndarra
             T, H, _ = grid.shape
             out[e, 1] = grid[T - 1, 0, 0]  # continuation at (T, 0, 0): X(T-1, 0, 0), X(T-1, 1, 0)
             out[e, 2] = grid[T - 1, 1, 0] if H > 1 else 0
-        else:
+        elif kind == AUDIO or flat[-1] == SEP_ID:
             out[e, 5] = 0
         s = e
     return ids, out
@@ -500,6 +501,8 @@ class BatchLayoutTracker:
     """
 
     def __init__(self, token_classes: Sequence[int] | np.ndarray, audio_channels: int, batch_size: int) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         proto = LayoutTracker(token_classes, audio_channels)
         self.rows = [proto] + [proto.clone() for _ in range(batch_size - 1)]
 

@@ -334,6 +334,7 @@ class ActionPixelBytesTokenizer(PreTrainedTokenizer):
     def __call__(
         self,
         text: str | list[str | None] | None = None,
+        text_pair: str | list[str] | None = None,
         images: Any = None,
         audio: Any = None,
         sampling_rate: int | Sequence[int | None] | None = None,
@@ -351,14 +352,16 @@ class ActionPixelBytesTokenizer(PreTrainedTokenizer):
     ) -> BatchEncoding:
         """Tokenise text (plain HF behaviour) or multimodal samples.
 
-        ``text`` / ``images`` / ``audio`` are each either one sample's value or a list with one entry
-        per sample (``None`` entries allowed). Returns ``input_ids`` and ``attention_mask`` and, with
+        ``text`` / ``images`` / ``audio`` (keywords) are each either one sample's value or a list with one
+        entry per sample (``None`` entries allowed); ``text_pair`` (second positional, as in HF) is for text-only
+        calls. Returns ``input_ids`` and ``attention_mask`` and, with
         ``return_context_ids=True``, ``context_ids`` of shape ``(L, 6)`` per sample. Single samples
         give flat lists unless ``return_tensors`` is set (then a batch of one, as in HF).
         """
         if images is None and audio is None and not return_context_ids:
             return super().__call__(
                 text,
+                text_pair,
                 padding=padding,
                 truncation=truncation,
                 max_length=max_length,
@@ -371,6 +374,8 @@ class ActionPixelBytesTokenizer(PreTrainedTokenizer):
             )
         if kwargs:
             raise TypeError(f"unexpected arguments for a multimodal call: {sorted(kwargs)}")
+        if text_pair is not None:
+            raise ValueError("text_pair is for text-only calls; a multimodal sample has one text")
         texts, imgs, clips, rates, batched = self._split_batch(text, images, audio, sampling_rate)
         streams, contexts = [], []
         for t, im, au, sr in zip(texts, imgs, clips, rates):
