@@ -423,9 +423,13 @@ def quantize_levels(x: np.ndarray, levels: np.ndarray) -> np.ndarray:
     """Index of the nearest level for every value (ties go to the lower index, like ``argmin``)."""
     x = np.asarray(x, dtype=np.float64)
     levels = np.asarray(levels, dtype=np.float64)
-    if np.all(np.diff(levels) > 0):
-        hi = np.clip(np.searchsorted(levels, x), 1, len(levels) - 1)
-        lo = hi - 1
+    gaps = np.diff(levels)
+    if np.all(gaps > 0):
+        if np.allclose(gaps, gaps[0], rtol=1e-9, atol=0.0):  # evenly spaced (linspace): bracket arithmetically
+            lo = np.clip(np.floor((x - levels[0]) / gaps[0]).astype(np.int64), 0, len(levels) - 2)
+        else:
+            lo = np.clip(np.searchsorted(levels, x), 1, len(levels) - 1) - 1
+        hi = lo + 1
         return np.where(np.abs(x - levels[lo]) <= np.abs(x - levels[hi]), lo, hi)
     flat = x.reshape(-1)
     return np.abs(flat[:, None] - levels[None, :]).argmin(1).reshape(x.shape)

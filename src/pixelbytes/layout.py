@@ -341,16 +341,21 @@ def grid_block_contexts(grid: np.ndarray) -> np.ndarray:
     Returns ``(T*H*W, 5)`` in raster order; each row is the continuation context of that cell
     (the block's first cell is handled by :func:`assemble_blocks`).
     """
-    T, H, W = grid.shape
-    padded = np.zeros((T + 1, H + 2, W + 2), dtype=np.int64)
-    padded[1:, 1:-1, 1:-1] = grid
-    out = np.empty((T, H, W, 5), dtype=np.int64)
-    out[..., 0] = padded[:-1, :-2, 1:-1]  # X(t-1, r-1, c)
-    out[..., 1] = padded[:-1, 1:-1, 1:-1]  # X(t-1, r, c)
-    out[..., 2] = padded[:-1, 2:, 1:-1]  # X(t-1, r+1, c)
-    out[..., 3] = padded[1:, :-2, :-2]  # X(t, r-1, c-1)
-    out[..., 4] = padded[1:, :-2, 1:-1]  # X(t, r-1, c)
-    return out.reshape(-1, 5)
+    grid = np.asarray(grid, dtype=np.int64)
+    out = np.zeros((*grid.shape, NUM_CONTEXT_SLOTS), dtype=np.int64)
+    _write_grid_contexts(grid, out)
+    return out[..., :5].reshape(-1, 5)
+
+
+def _write_grid_contexts(X: np.ndarray, blk: np.ndarray) -> None:
+    """Write slots 0-4 of every cell of grid ``X (T, H, W)`` straight into ``blk (T, H, W, 6)`` (a view of the
+    zero-initialised output): the same values as :func:`grid_block_contexts`, without temporaries. The
+    block's first cell is left untouched (it belongs to the state before the block)."""
+    blk[1:, 1:, :, 0] = X[:-1, :-1]  # X(t-1, r-1, c)
+    blk[1:, :, :, 1] = X[:-1]  # X(t-1, r, c)
+    blk[1:, :-1, :, 2] = X[:-1, 1:]  # X(t-1, r+1, c)
+    blk[:, 1:, 1:, 3] = X[:, :-1, :-1]  # X(t, r-1, c-1)
+    blk[:, 1:, :, 4] = X[:, :-1]  # X(t, r-1, c)
 
 
 def assemble_blocks(blocks: Sequence[tuple[int, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
@@ -376,7 +381,7 @@ def assemble_blocks(blocks: Sequence[tuple[int, np.ndarray]]) -> tuple[np.ndarra
             continue
         grid = np.asarray(grid, dtype=np.int64)
         if n > 1:
-            out[s + 1 : e, :5] = grid_block_contexts(grid)[1:]
+            _write_grid_contexts(grid, out[s:e].reshape(*grid.shape, NUM_CONTEXT_SLOTS))
         if kind == IMAGE:
             T, H, _ = grid.shape
             out[e, 1] = grid[T - 1, 0, 0]  # continuation at (T, 0, 0): X(T-1, 0, 0), X(T-1, 1, 0)

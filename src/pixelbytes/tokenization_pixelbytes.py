@@ -452,32 +452,31 @@ class ActionPixelBytesTokenizer(PreTrainedTokenizer):
             raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
         if target is None and return_tensors is not None and len(set(lengths)) > 1:
             raise ValueError("samples have different lengths: pass padding=True to build tensors")
-        data: dict[str, list] = {"input_ids": [], "attention_mask": [], "context_ids": []}
-        for i, ids in enumerate(streams):
-            n = len(ids)
-            pad = max(0, (target or n) - n)
-            mask = np.ones(n, dtype=np.int64)
-            ctx = contexts[i] if contexts is not None else None
-            if pad:
-                zeros = np.zeros(pad, dtype=np.int64)
-                ids, mask = ((zeros, a) if padding_side == "left" else (a, zeros) for a in (ids, mask))
-                ids, mask = np.concatenate(ids), np.concatenate(mask)
-                if ctx is not None:
-                    zctx = np.zeros((pad, ctx.shape[1]), dtype=np.int64)
-                    ctx = np.concatenate((zctx, ctx) if padding_side == "left" else (ctx, zctx))
-            data["input_ids"].append(ids)
-            data["attention_mask"].append(mask)
-            data["context_ids"].append(ctx)
-        if contexts is None:
-            del data["context_ids"]
+        width = max(max(lengths), target or 0)
+        B = len(streams)
+        if B == 1 and width == lengths[0]:  # nothing to pad: views, no copy
+            data = {"input_ids": streams[0][None], "attention_mask": np.ones((1, width), dtype=np.int64)}
+            if contexts is not None:
+                data["context_ids"] = contexts[0][None]
+        else:
+            data = {"input_ids": np.zeros((B, width), dtype=np.int64), "attention_mask": np.zeros((B, width), np.int64)}
+            if contexts is not None:
+                data["context_ids"] = np.zeros((B, width, contexts[0].shape[1]), dtype=np.int64)
+            for i, n in enumerate(lengths):
+                span = slice(0, n) if padding_side == "right" else slice(width - n, width)
+                data["input_ids"][i, span] = streams[i]
+                data["attention_mask"][i, span] = 1
+                if contexts is not None:
+                    data["context_ids"][i, span] = contexts[i]
         if not return_attention_mask:
             del data["attention_mask"]
         if return_tensors is not None:
-            out = {key: np.stack(value) for key, value in data.items()}
-            return BatchEncoding(out, tensor_type=return_tensors)
+            return BatchEncoding(data, tensor_type=return_tensors)
+        ragged = {key: [row[:n] if padding_side == "right" else row[width - n :] for row, n in zip(value, lengths)]
+                  for key, value in data.items()} if target is None else data  # fmt: skip
         if batched:
-            return BatchEncoding({key: [v.tolist() for v in value] for key, value in data.items()})
-        return BatchEncoding({key: value[0].tolist() for key, value in data.items()})
+            return BatchEncoding({key: [row.tolist() for row in value] for key, value in ragged.items()})
+        return BatchEncoding({key: value[0].tolist() for key, value in ragged.items()})
 
     # ---------------------------------------------------------------------------------------------
     # contexts and decoding
