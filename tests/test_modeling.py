@@ -81,8 +81,10 @@ def test_config_round_trip_and_autoconfig(tmp_path):
 
 
 def test_unavailable_options_are_clear_errors():
-    with pytest.raises(NotImplementedError, match="mamba"):
-        PxBySequenceModel(PxByConfig(backbone="mamba"))
+    with pytest.raises(NotImplementedError, match="mamba_style"):
+        PxBySequenceModel(PxByConfig(backbone="mamba", mamba_style="v1"))
+    with pytest.raises(NotImplementedError, match="diffusion"):
+        PxBySequenceModel(PxByConfig(objective="diffusion", bidirectional=True, diffusion_scheme="embedding_noise"))
 
 
 def test_tokenizer_model_mismatch(tok):

@@ -156,14 +156,30 @@ class PxByConfig(PretrainedConfig):
             raise ValueError(f"change_token_weight must be positive, got {self.change_token_weight}")
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if (
-            self.backbone == "attention"
-            and self.attention_style == "modern"
-            and self.hidden_size % self.num_attention_heads
-        ):
+        if self.backbone == "attention" and self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size={self.hidden_size} must be divisible by num_attention_heads={self.num_attention_heads}"
             )
+        if (
+            self.backbone == "attention"
+            and self.attention_style == "modern"
+            and (self.hidden_size // self.num_attention_heads) % 2
+        ):
+            raise ValueError(
+                f"the rotary attention needs an even head size, got hidden_size / num_attention_heads = "
+                f"{self.hidden_size // self.num_attention_heads}"
+            )
+        if self.backbone == "attention" and self.attention_style == "v1_encoder" and self.bidirectional is not True:
+            raise ValueError(
+                "attention_style='v1_encoder' (the v1 TransformerEncoder) has no causal mask: "
+                "it needs bidirectional=True"
+            )
+        if self.intermediate_size is not None and (
+            not isinstance(self.intermediate_size, int) or self.intermediate_size < 1
+        ):
+            raise ValueError(f"PxByConfig.intermediate_size must be a positive integer, got {self.intermediate_size!r}")
+        if not float(self.rope_theta) > 0.0:
+            raise ValueError(f"rope_theta must be positive, got {self.rope_theta}")
 
     # ---------------------------------------------------------------------------------------------
     @property

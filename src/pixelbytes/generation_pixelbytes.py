@@ -30,8 +30,15 @@ __all__ = [
 class PxByCache:
     """Generation state of a :class:`~pixelbytes.modeling_pixelbytes.PxBySequenceModel`.
 
+    Every backbone keeps its state as named lists of tensors whose first dimension is the batch (so beam search
+    reorders them all the same way): ``h``/``c`` (LSTM, per layer ``(B, H)``), ``key``/``value``/``key_mask``/
+    ``position`` (attention: per layer ``(B, heads, T, head_dim)``, the validity of every cached key ``(B, T)``
+    and the rotary position of each row's next token ``(B,)``), ``conv``/``ssm`` (Mamba: per layer
+    ``(B, D_inner, conv_kernel - 1)`` and ``(B, D_inner, state_size)``).
+
     Attributes:
-        h, c: per-layer LSTM states, each ``(B, H)``.
+        states: the named state lists.
+        h, c: the LSTM states (``states["h"]``, ``states["c"]``).
         seen_tokens: number of stream positions already consumed.
         tracker: per-row layout tracker (built lazily from the prompt on the first decoding step, so a plain
             forward with ``use_cache=True`` costs nothing extra).
@@ -42,14 +49,20 @@ class PxByCache:
 
     def __init__(
         self,
-        h: list[torch.Tensor],
-        c: list[torch.Tensor],
+        h: list[torch.Tensor] | None,
+        c: list[torch.Tensor] | None,
         prompt_ids: torch.Tensor,
         prompt_mask: torch.Tensor | None,
         token_classes: np.ndarray,
         audio_channels: int,
+        states: dict[str, list[torch.Tensor]] | None = None,
     ) -> None:
-        self.h, self.c = h, c
+        self.states: dict[str, list[torch.Tensor]] = {}
+        if h is not None:
+            self.states["h"], self.states["c"] = list(h), list(c if c is not None else [])
+        if states:
+            self.states.update({key: list(value) for key, value in states.items()})
+        self._batch_size = int(prompt_ids.shape[0])
         self.seen_tokens = int(prompt_ids.shape[1])
         self._prompt: tuple[np.ndarray, np.ndarray | None] | None = (
             prompt_ids.detach().cpu().numpy(),
@@ -59,8 +72,24 @@ class PxByCache:
         self._tracker: BatchLayoutTracker | None = None
 
     @property
+    def h(self) -> list[torch.Tensor]:
+        return self.states["h"]
+
+    @h.setter
+    def h(self, value: list[torch.Tensor]) -> None:
+        self.states["h"] = list(value)
+
+    @property
+    def c(self) -> list[torch.Tensor]:
+        return self.states["c"]
+
+    @c.setter
+    def c(self, value: list[torch.Tensor]) -> None:
+        self.states["c"] = list(value)
+
+    @property
     def batch_size(self) -> int:
-        return self.h[0].shape[0]
+        return self._batch_size
 
     @property
     def tracker(self) -> BatchLayoutTracker:
@@ -76,9 +105,10 @@ class PxByCache:
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
         """Beam search: row i becomes old row ``beam_idx[i]`` (states and layout)."""
-        self.h = [t.index_select(0, beam_idx.to(t.device)) for t in self.h]
-        self.c = [t.index_select(0, beam_idx.to(t.device)) for t in self.c]
+        for key, tensors in self.states.items():
+            self.states[key] = [t.index_select(0, beam_idx.to(t.device)) for t in tensors]
         index = beam_idx.tolist()
+        self._batch_size = len(index)
         if self._tracker is not None:
             self._tracker.reorder(index)
         else:

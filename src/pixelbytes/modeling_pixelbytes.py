@@ -7,13 +7,23 @@ context of position ``k + 1`` and ``logits[:, k]`` predicts token ``k + 1``):
 * ``objective="context"``: ``context_logits (B, L, 6, V)`` (row k predicts slots 0-4 of
   ``context_ids[k + 1]`` and token ``k + 1`` in slot 5), loss = mean cross-entropy over the 6 slots;
   ``logits`` = the slot-5 head, so ``generate()`` works unchanged;
+* ``objective="diffusion"`` (``diffusion_scheme="masked"``, bidirectional backbones): absorbing-state masked
+  diffusion; ``logits[:, k]`` scores token k itself; the mask id is ``vocab_size`` (one more embedding row),
+  only content tokens are masked, the layout comes from the clean structure and every context value that
+  refers to a masked token is the mask id; loss on the masked positions; :meth:`PxBySequenceModel.infill`
+  fills chosen positions (the ``embedding_noise`` scheme of the original is not implemented yet);
 * bidirectional backbones ("window encoders", v1): the backbone reads ``input_ids[:, :-1]`` and its
   last position predicts ``input_ids[:, -1]``, the only label that counts; generation re-encodes the
   last ``window_size`` tokens at every step (no cache).
 
 When ``context_ids`` is absent it is derived from ``input_ids`` (and ``attention_mask``) by the layout
-engine, each row being its own stream. Padded positions never touch the recurrent state of real
-tokens: masked rows are packed before the LSTM.
+engine, each row being its own stream: ``(B, L, 6)`` HF-aligned contexts (``embedding="pxby6"``),
+``(B, L, 9)`` windows of each token (``"window3x3"``, NOT shifted) or the token itself ``(B, L, 1)``
+(``"center"``). Padded positions never touch the state of real tokens: masked rows are packed before the
+LSTM, padded keys are masked and rotary positions count real tokens only (attention), padded positions are
+moved before the real ones and zeroed (Mamba). Backbones other than the LSTM live in
+:mod:`backbones_pixelbytes`; every backbone keeps its generation state in the same
+:class:`~pixelbytes.generation_pixelbytes.PxByCache`.
 """
 
 from __future__ import annotations
@@ -21,16 +31,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transformers import GenerationMixin, PreTrainedModel
+from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from .backbones_pixelbytes import (
+    AttentionBackbone,
+    CenterEmbedding,
+    MambaBackbone,
+    V1EncoderBackbone,
+    WindowEmbedding,
+    embedding_rows,
+    init_mamba_mixer,
+)
 from .configuration_pixelbytes import NUM_CONTEXT_SLOTS, PxByConfig
 from .generation_pixelbytes import PxByCache
-from .layout import batch_context_ids
-from .vocabulary import token_classes_for_sizes
+from .layout import batch_context_ids, batch_windows
+from .vocabulary import BYTE, token_classes_for_sizes
 
 __all__ = ["PxByModelOutput", "PxByPreTrainedModel", "PxBySequenceModel"]
 
@@ -63,7 +84,9 @@ class PxBy6Embedding(nn.Module):
 
     def __init__(self, config: PxByConfig) -> None:
         super().__init__()
-        self.slot_embedding = nn.Embedding(config.vocab_size, config.embed_size // NUM_CONTEXT_SLOTS, padding_idx=0)
+        self.slot_embedding = nn.Embedding(
+            embedding_rows(config), config.embed_size // NUM_CONTEXT_SLOTS, padding_idx=0
+        )
 
     def forward(self, context_ids: torch.LongTensor) -> torch.Tensor:
         B, L, _ = context_ids.shape  # (B, L, 6)
@@ -149,6 +172,14 @@ class PxByPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = False
     _no_split_modules: list[str] = []
 
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, WindowEmbedding):
+            init.uniform_(module.alpha)  # the original's torch.rand
+        elif type(module).__name__ == "MambaMixer":
+            init_mamba_mixer(module)  # A_log / D / dt / conv / out_proj (NaNs otherwise)
+
 
 class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
     """PixelBytes sequence model: PxBy embedding → backbone → head, with ``generate()`` and a real cache."""
@@ -157,17 +188,30 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
 
     def __init__(self, config: PxByConfig) -> None:
         super().__init__(config)
-        if config.embedding != "pxby6":
-            raise NotImplementedError(f"embedding={config.embedding!r} is not available yet; use 'pxby6'")
-        if config.backbone != "lstm":
-            raise NotImplementedError(f"backbone={config.backbone!r} is not available yet; use 'lstm'")
-        if config.objective == "diffusion":
-            raise NotImplementedError("objective='diffusion' is not available yet")
-        self.embedding = PxBy6Embedding(config)
-        self.backbone = LSTMBackbone(config)
+        if config.objective == "diffusion" and config.diffusion_scheme != "masked":
+            raise NotImplementedError(
+                f"objective='diffusion' with diffusion_scheme={config.diffusion_scheme!r} is not available yet; "
+                "use 'masked'"
+            )
+        if config.backbone == "mamba" and config.mamba_style != "modern":
+            raise NotImplementedError(f"mamba_style={config.mamba_style!r} is not available yet; use 'modern'")
+        embeddings = {"pxby6": PxBy6Embedding, "window3x3": WindowEmbedding, "center": CenterEmbedding}
+        backbones = {"lstm": LSTMBackbone, "attention": AttentionBackbone, "mamba": MambaBackbone}
+        self.embedding = embeddings[config.embedding](config)
+        if config.backbone == "attention" and config.attention_style == "v1_encoder":
+            backbones["attention"] = V1EncoderBackbone
+        self.backbone = backbones[config.backbone](config)
         self.lm_head = nn.Linear(config.hidden_size, config.output_size)
         self.loss_type = "ForCausalLM"
         self._token_classes = token_classes_for_sizes(config.num_bytes, config.num_colors, config.num_levels)
+        # masked diffusion: every content id → another id of its class (same layout, other value)
+        classes = self._token_classes
+        other = np.arange(len(classes))
+        for cls in np.unique(classes[classes >= BYTE]):
+            members = np.flatnonzero(classes == cls)
+            if len(members) > 1:
+                other[members] = np.roll(members, -1)
+        self._same_class_other = torch.from_numpy(other)
         self.post_init()
 
     @classmethod
@@ -178,9 +222,19 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
     def derive_context_ids(
         self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None
     ) -> torch.LongTensor:
-        """HF-aligned ``(B, L, 6)`` contexts from ids alone (each row its own stream)."""
+        """``context_ids`` from ids alone (each row its own stream; padded positions all zero): HF-aligned
+        ``(B, L, 6)`` contexts (pxby6), ``(B, L, 9)`` windows of each token (window3x3) or the token (center)."""
+        if self.config.embedding == "center":
+            ids = input_ids if attention_mask is None else input_ids * (attention_mask != 0)
+            return ids.unsqueeze(-1)
+        fn = batch_windows if self.config.embedding == "window3x3" else batch_context_ids
+        return self._layout_array(fn, input_ids, attention_mask)
+
+    def _layout_array(
+        self, fn: Any, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None
+    ) -> torch.LongTensor:
         mask = None if attention_mask is None else attention_mask.detach().cpu().numpy()
-        ctx = batch_context_ids(input_ids.detach().cpu().numpy(), self._token_classes, self.config.audio_channels, mask)
+        ctx = fn(input_ids.detach().cpu().numpy(), self._token_classes, self.config.audio_channels, mask)
         return torch.from_numpy(ctx).to(input_ids.device)
 
     def _check_inputs(self, input_ids: torch.Tensor, context_ids: torch.Tensor | None) -> None:
@@ -197,8 +251,9 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
             expected = (*input_ids.shape, self.config.num_context_slots)
             if tuple(context_ids.shape) != expected:
                 raise ValueError(f"context_ids must have shape {expected}, got {tuple(context_ids.shape)}")
-            if context_ids.numel() and (int(context_ids.min()) < 0 or int(context_ids.max()) >= V):
-                raise ValueError(f"context_ids must be in [0, {V})")
+            top = V + (1 if self.config.objective == "diffusion" else 0)
+            if context_ids.numel() and (int(context_ids.min()) < 0 or int(context_ids.max()) >= top):
+                raise ValueError(f"context_ids must be in [0, {top})")
 
     def forward(
         self,
@@ -210,6 +265,7 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         use_cache: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        diffusion_mask: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> PxByModelOutput:
         """Run the model; see the module docstring for the contract. ``kwargs`` carry loss options
@@ -217,6 +273,14 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         if input_ids is None:
             raise ValueError("input_ids are required")
         self._check_inputs(input_ids, context_ids)
+        if self.config.objective == "diffusion":
+            if use_cache or past_key_values is not None:
+                raise ValueError("diffusion models have no cache (they re-encode the whole masked stream)")
+            return self._forward_diffusion(
+                input_ids, context_ids, attention_mask, labels, diffusion_mask, output_hidden_states
+            )
+        if diffusion_mask is not None:
+            raise ValueError("diffusion_mask is only for objective='diffusion' models")
         causal = self.config.is_causal
         if use_cache is None:
             use_cache = self.config.use_cache and causal and not self.training
@@ -236,6 +300,9 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         else:
             logits = out
         loss = next_acc = ctx_acc = None
+        if labels is not None and context_logits is not None and self.config.embedding != "pxby6":
+            # the context objective predicts the 6-slot neighbourhood whatever the input embedding
+            context_ids = self._layout_array(batch_context_ids, input_ids, attention_mask)
         if labels is not None:
             loss, next_acc, ctx_acc = self._loss(logits, context_logits, context_ids, labels, **kwargs)
         return PxByModelOutput(
@@ -264,19 +331,45 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         if not self.config.is_causal:
             return self._forward_window(input_ids, context_ids, attention_mask, labels), None, context_ids
         x = self.embedding(context_ids)  # (B, L, E)
-        if attention_mask is None:
-            hidden, (h, c) = self.backbone(x)
-        else:
-            hidden, (h, c) = self._forward_masked(x, attention_mask, need_final_state=use_cache)
+        hidden, states = self._encode(x, attention_mask, need_state=use_cache)
         cache = None
         if use_cache:
-            cache = PxByCache(h, c, input_ids, attention_mask, self._token_classes, self.config.audio_channels)
+            cache = PxByCache(
+                None, None, input_ids, attention_mask, self._token_classes, self.config.audio_channels, states=states
+            )
         return hidden, cache, context_ids
+
+    def _encode(
+        self, x: torch.Tensor, attention_mask: torch.Tensor | None, need_state: bool
+    ) -> tuple[torch.Tensor, dict[str, list[torch.Tensor]] | None]:
+        """Backbone over whole sequences ``x (B, L, E)`` (rows padded where ``attention_mask == 0``)."""
+        backbone = self.config.backbone
+        if backbone == "lstm":
+            if attention_mask is None:
+                hidden, (h, c) = self.backbone(x)
+            else:
+                hidden, (h, c) = self._forward_masked(x, attention_mask, need_final_state=need_state)
+            return hidden, {"h": h, "c": c}
+        if backbone == "attention":
+            hidden, states = self.backbone(x, attention_mask, use_cache=need_state)
+            if attention_mask is not None:
+                hidden = hidden * attention_mask.unsqueeze(-1).to(hidden.dtype)
+            return hidden, states
+        # mamba: padded positions must precede a row's real tokens (then they leave every state at zero)
+        if attention_mask is None:
+            return self.backbone(x, use_cache=need_state)
+        mask = attention_mask.bool()
+        order = torch.argsort(mask.to(torch.int8), dim=1, stable=True)  # pads first, real positions in order
+        index = order.unsqueeze(-1)
+        compact_mask = mask.gather(1, order)
+        hidden, states = self.backbone(x.gather(1, index.expand_as(x)), compact_mask, use_cache=need_state)
+        out = torch.zeros_like(hidden).scatter(1, index.expand_as(hidden), hidden)
+        return out * mask.unsqueeze(-1), states
 
     def _forward_masked(
         self, x: torch.Tensor, attention_mask: torch.Tensor, need_final_state: bool = True
     ) -> tuple[torch.Tensor, tuple]:
-        """Gather each row's real positions to the front, run, scatter back (pads → zeros).
+        """LSTM: gather each row's real positions to the front, run, scatter back (pads → zeros).
 
         Once right-aligned, trailing pads cannot reach the real positions of a causal LSTM, so the plain
         (fast) kernel is exact; packing is only needed for the final states (cache) and for bidirectional
@@ -305,10 +398,10 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         start = max(0, stop - self.config.window_size)
         x = self.embedding(context_ids[:, start:stop])
         hidden = torch.zeros(*input_ids.shape, self.config.hidden_size, dtype=x.dtype, device=x.device)
-        if attention_mask is None:
-            window, _ = self.backbone(x)
-        else:
-            window, _ = self._forward_masked(x, attention_mask[:, start:stop], need_final_state=False)
+        mask = None if attention_mask is None else attention_mask[:, start:stop]
+        if mask is not None and bool(mask.all()):
+            mask = None
+        window, _ = self._encode(x, mask, need_state=False)
         hidden[:, start:stop] = window
         return hidden
 
@@ -320,22 +413,159 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
             raise TypeError(f"past_key_values must be a PxByCache, got {type(cache).__name__}")
         if input_ids.shape[0] != cache.batch_size:
             raise ValueError(f"batch size {input_ids.shape[0]} differs from the cache's {cache.batch_size}")
-        tracker = cache.tracker
-        derived = []
-        for column in input_ids.t().tolist():
-            tracker.push(column)
-            derived.append(tracker.contexts())
-        if context_ids is None:
-            context_ids = torch.tensor(derived, dtype=torch.long, device=input_ids.device).transpose(0, 1)
+        embedding = self.config.embedding
+        if context_ids is None and embedding == "center":
+            context_ids = input_ids.unsqueeze(-1)
+        elif embedding != "center":
+            tracker = cache.tracker
+            derived = []
+            for column in input_ids.t().tolist():
+                windows = tracker.push(column)
+                derived.append(windows if embedding == "window3x3" else tracker.contexts())
+            if context_ids is None:
+                context_ids = torch.tensor(derived, dtype=torch.long, device=input_ids.device).transpose(0, 1)
         x = self.embedding(context_ids)  # (B, k, E)
-        state = (cache.h, cache.c)
-        if x.shape[1] == 1:
-            hidden, (cache.h, cache.c) = self.backbone.step(x[:, 0], state)
-            hidden = hidden.unsqueeze(1)  # (B, 1, H)
+        if self.config.backbone == "lstm":
+            state = (cache.h, cache.c)
+            if x.shape[1] == 1:
+                hidden, (cache.h, cache.c) = self.backbone.step(x[:, 0], state)
+                hidden = hidden.unsqueeze(1)  # (B, 1, H)
+            else:
+                hidden, (cache.h, cache.c) = self.backbone(x, state=state)
         else:
-            hidden, (cache.h, cache.c) = self.backbone(x, state=state)
+            hidden, states = self.backbone(x, state=cache.states, use_cache=True)
+            cache.states.update(states)
         cache.seen_tokens += input_ids.shape[1]
         return hidden, cache
+
+    # ---------------------------------------------------------------------------------------------
+    # masked diffusion
+    # ---------------------------------------------------------------------------------------------
+    def content_positions(
+        self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``(B, L)`` True where a token may be masked: bytes, colours and levels (never PAD/ROW/SEP or padding)."""
+        classes = torch.as_tensor(self._token_classes, device=input_ids.device)[input_ids]
+        content = classes >= BYTE
+        return content if attention_mask is None else content & attention_mask.bool()
+
+    def diffusion_context_ids(
+        self, input_ids: torch.LongTensor, masked: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.LongTensor:
+        """Contexts of the stream whose ``masked`` positions are hidden: the layout comes from the clean structure
+        and every context value that refers to a masked token (slot 5 of the next position, the row below, the
+        next frame, the window centre…) becomes the mask id ``vocab_size``."""
+        clean = self.derive_context_ids(input_ids, attention_mask)
+        if not bool(masked.any()):
+            return clean
+        if self.config.embedding == "center":
+            return clean.masked_fill(masked.unsqueeze(-1), self.config.vocab_size)
+        # the layout depends on token classes only: swap each masked token for another of its class, and every
+        # context value that changes is one that refers to a masked token
+        other = self._same_class_other.to(input_ids.device)[input_ids]
+        swapped = self.derive_context_ids(torch.where(masked, other, input_ids), attention_mask)
+        return clean.masked_fill(clean != swapped, self.config.vocab_size)
+
+    def _forward_diffusion(
+        self,
+        input_ids: torch.LongTensor,
+        context_ids: torch.LongTensor | None,
+        attention_mask: torch.Tensor | None,
+        labels: torch.LongTensor | None,
+        diffusion_mask: torch.Tensor | None,
+        output_hidden_states: bool | None,
+    ) -> PxByModelOutput:
+        """``logits[:, k]`` scores token k itself (no shift). With ``labels`` and no ``diffusion_mask``, a masking
+        rate t ~ U(0, 1) is drawn per row and each content token is masked with probability t; the loss is the
+        cross-entropy on the masked positions."""
+        if attention_mask is not None and bool(attention_mask.all()):
+            attention_mask = None
+        content = self.content_positions(input_ids, attention_mask)
+        if diffusion_mask is not None:
+            masked = diffusion_mask.bool().to(input_ids.device)
+            if masked.shape != input_ids.shape:
+                raise ValueError(f"diffusion_mask must have shape {tuple(input_ids.shape)}")
+            if bool((masked & ~content).any()):
+                raise ValueError("only content tokens (bytes, colours, levels) can be masked; never PAD/ROW/SEP")
+        elif labels is not None:
+            rate = torch.rand(input_ids.shape[0], 1, device=input_ids.device)
+            masked = (torch.rand(input_ids.shape, device=input_ids.device) < rate) & content
+            # at least one masked token per row that has content
+            empty = ~masked.any(1) & content.any(1)
+            if bool(empty.any()):
+                pick = torch.multinomial(content[empty].float(), 1)
+                masked[empty] = masked[empty].scatter(1, pick, True)
+        else:
+            masked = torch.zeros_like(content)
+        if context_ids is not None:
+            raise ValueError("diffusion models derive their contexts from input_ids and the masking: omit context_ids")
+        context_ids = self.diffusion_context_ids(input_ids, masked, attention_mask)
+        x = self.embedding(context_ids)
+        hidden, _ = self._encode(x, attention_mask, need_state=False)
+        logits = self.lm_head(hidden)  # (B, L, V)
+        loss = acc = None
+        if labels is not None:
+            targets = labels.masked_fill(~masked, -100)
+            valid = targets != -100
+            if bool(valid.any()):
+                loss = nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
+                with torch.no_grad():
+                    acc = (logits.argmax(-1) == targets)[valid].float().mean()
+            else:
+                loss = logits.sum() * 0.0
+                acc = logits.new_zeros(())
+        return PxByModelOutput(
+            loss=loss,
+            logits=logits,
+            hidden_states=hidden if output_hidden_states else None,
+            next_token_accuracy=acc,
+        )
+
+    @torch.no_grad()
+    def infill(
+        self,
+        input_ids: torch.LongTensor,
+        fill_mask: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        num_steps: int | None = None,
+    ) -> torch.LongTensor:
+        """Fill the ``fill_mask`` positions of ``input_ids`` (batched; objective ``"diffusion"``).
+
+        The tokens at the filled positions are placeholders whose CLASS is kept (a sprite pixel stays a colour, an
+        audio sample a level), so the layout of the stream never changes; their values are never read. Unmasking
+        runs over ``num_steps`` (default ``config.num_diffusion_steps``) steps, the most confident predictions
+        first. Every position outside ``fill_mask`` is returned unchanged.
+        """
+        if self.config.objective != "diffusion":
+            raise ValueError("infill() needs an objective='diffusion' model")
+        self._check_inputs(input_ids, None)
+        steps = self.config.num_diffusion_steps if num_steps is None else int(num_steps)
+        if steps < 1:
+            raise ValueError(f"num_steps must be >= 1, got {steps}")
+        remaining = fill_mask.bool().to(input_ids.device)
+        if remaining.shape != input_ids.shape:
+            raise ValueError(f"fill_mask must have shape {tuple(input_ids.shape)}")
+        if bool((remaining & ~self.content_positions(input_ids, attention_mask)).any()):
+            raise ValueError("only content positions (bytes, colours, levels) can be filled; never PAD/ROW/SEP")
+        classes = torch.as_tensor(self._token_classes, device=input_ids.device)
+        allowed = classes[input_ids].unsqueeze(-1) == classes  # (B, L, V): the placeholder's class
+        ids = input_ids.clone()
+        L = ids.shape[1]
+        for step in range(steps):
+            left = remaining.sum(1)  # (B,)
+            if not bool(left.any()):
+                break
+            logits = self(input_ids=ids, attention_mask=attention_mask, diffusion_mask=remaining).logits
+            probs = logits.float().masked_fill(~allowed, float("-inf")).softmax(-1)
+            confidence, prediction = probs.max(-1)  # (B, L)
+            confidence = confidence.masked_fill(~remaining, -1.0)
+            quota = torch.div(left + (steps - step) - 1, steps - step, rounding_mode="floor")  # ceil(left / steps left)
+            order = confidence.argsort(dim=1, descending=True)
+            rank = torch.empty_like(order).scatter_(1, order, torch.arange(L, device=ids.device).expand_as(order))
+            chosen = remaining & (rank < quota.unsqueeze(1))
+            ids = torch.where(chosen, prediction, ids)
+            remaining = remaining & ~chosen
+        return ids
 
     def _loss(
         self,
@@ -411,6 +641,8 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         max_new_tokens = kwargs.get("max_new_tokens")
         if max_new_tokens is not None and max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+        if self.config.objective == "diffusion":
+            raise ValueError("objective='diffusion' models do not generate left to right: use infill()")
         if not self.config.is_causal:
             if kwargs.get("use_cache"):
                 raise ValueError(

@@ -43,6 +43,7 @@ REMOTE_CODE_MODULES = (
     "configuration_pixelbytes",
     "modeling_pixelbytes",
     "generation_pixelbytes",
+    "backbones_pixelbytes",
     "tokenization_pixelbytes",
     "vocabulary",
     "codecs",
