@@ -16,6 +16,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -39,7 +40,8 @@ __all__ = ["demo_parser", "run_demo"]
 def demo_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pixelbytes demo", description=__doc__.split("\n\n")[1])
     parser.add_argument("--output-dir", default="demo_output", help="where the model, samples and metrics go")
-    parser.add_argument("--time-budget", type=float, default=200.0, help="training seconds (default 200)")
+    parser.add_argument("--max-steps", type=int, default=400, help="optimiser steps (default 400)")
+    parser.add_argument("--time-budget", type=float, default=220.0, help="hard limit on training seconds (default 220)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hidden-size", type=int, default=256)
     parser.add_argument("--embed-size", type=int, default=48)
@@ -48,6 +50,13 @@ def demo_parser() -> argparse.ArgumentParser:
     parser.add_argument("--learning-rate", type=float, default=4e-3)
     parser.add_argument("--change-token-weight", type=float, default=4.0)
     parser.add_argument("--train-eval-samples", type=int, default=32, help="training captions to evaluate")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: all cores on an idle machine, 1 when other processes keep the CPUs busy "
+        "— oversubscribed OpenMP threads make CPU training several times slower)",
+    )
     parser.add_argument("--quick", action="store_true", help="a tiny smoke run (few samples, seconds)")
     return parser
 
@@ -67,35 +76,15 @@ def _tokenize(samples: list[dict[str, Any]], tokenizer: ActionPixelBytesTokenize
     return store
 
 
-def _seconds_per_step(model: PxBySequenceModel, batch: dict[str, torch.Tensor], lr: float) -> float:
-    """Time two optimiser steps on a real batch (then restore the weights) to size the schedule."""
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
-    model.train()
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        loss = model(**batch).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        times.append(time.perf_counter() - start)
-    model.load_state_dict(state)
-    return float(np.median(times[1:]))
-
-
 def _train(model, tokenizer, store, args, output_dir: Path) -> tuple[float, dict[str, float]]:
     from transformers import TrainingArguments
 
-    from .data.windows import PxByDataCollator, PxByWindowDataset
+    from .data.windows import PxByWindowDataset
     from .training.trainer import TimeBudgetCallback, build_trainer
 
     lengths = [len(s["input_ids"]) for s in store]
     dataset = PxByWindowDataset(store, lengths, seq_length=max(lengths), stride=max(lengths) - 1)
-    probe = PxByDataCollator()([dataset[i] for i in range(min(args.batch_size, len(dataset)))])
-    step_seconds = _seconds_per_step(model, probe, args.learning_rate)
-    max_steps = max(10, int(args.time_budget / step_seconds))
-    logger.info("~%.2f s per step: scheduling %d steps for a %.0f s budget", step_seconds, max_steps, args.time_budget)
+    max_steps = args.max_steps
     training_args = TrainingArguments(
         output_dir=str(output_dir / "checkpoints"),
         max_steps=max_steps,
@@ -118,6 +107,12 @@ def _train(model, tokenizer, store, args, output_dir: Path) -> tuple[float, dict
     result = trainer.train()
     seconds = time.perf_counter() - start
     return seconds, {"train_loss": float(result.training_loss), "train_steps": int(result.global_step)}
+
+
+def _default_threads() -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return 1 if busy >= 1.0 else cores
 
 
 def _strip_left_padding(row: torch.Tensor) -> list[int]:
@@ -174,7 +169,8 @@ def _contact_sheet(specs, results, path: Path, scale: int = 4, max_rows: int = 3
 
 def run_demo(
     output_dir: str = "demo_output",
-    time_budget: float = 200.0,
+    max_steps: int = 400,
+    time_budget: float = 220.0,
     seed: int = 0,
     hidden_size: int = 256,
     embed_size: int = 48,
@@ -183,6 +179,7 @@ def run_demo(
     learning_rate: float = 4e-3,
     change_token_weight: float = 4.0,
     train_eval_samples: int = 32,
+    threads: int | None = None,
     quick: bool = False,
 ) -> dict[str, Any]:
     """Train, save, generate, evaluate; returns (and writes) the metrics. See the module docstring."""
@@ -190,6 +187,7 @@ def run_demo(
     from .evaluation.sprites import score_sprites
 
     args = argparse.Namespace(**{k: v for k, v in locals().items() if k != "score_sprites"})
+    torch.set_num_threads(threads or _default_threads())
     torch.manual_seed(seed)
     out = Path(output_dir)
     (out / "samples").mkdir(parents=True, exist_ok=True)
@@ -199,7 +197,7 @@ def run_demo(
     train_specs, heldout_specs = make_demo_split(seed=seed)
     if quick:
         train_specs, heldout_specs = train_specs[::28], heldout_specs[::8]
-        args.time_budget = min(time_budget, 5.0)
+        args.max_steps, args.time_budget = min(max_steps, 4), min(time_budget, 10.0)
         train_eval_samples = min(train_eval_samples, 4)
     store = _tokenize(demo_samples(train_specs, tokenizer.sampling_rate), tokenizer)
     config = PxByConfig.from_tokenizer(
@@ -211,8 +209,8 @@ def run_demo(
     )
     model = PxBySequenceModel(config)
     n_params = sum(p.numel() for p in model.parameters())
-    logger.info("demo: %d training / %d held-out captions, model %s parameters", len(train_specs),
-                len(heldout_specs), f"{n_params:,}")  # fmt: skip
+    logger.info("demo: %d training / %d held-out captions, model %s parameters, %d torch thread(s)",
+                len(train_specs), len(heldout_specs), f"{n_params:,}", torch.get_num_threads())  # fmt: skip
     training_seconds, train_stats = _train(model, tokenizer, store, args, out)
     model.save_pretrained(out / "model")
     tokenizer.save_pretrained(out / "model")
