@@ -40,15 +40,15 @@ __all__ = ["demo_parser", "run_demo"]
 def demo_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pixelbytes demo", description=__doc__.split("\n\n")[1])
     parser.add_argument("--output-dir", default="demo_output", help="where the model, samples and metrics go")
-    parser.add_argument("--max-steps", type=int, default=400, help="optimiser steps (default 400)")
-    parser.add_argument("--time-budget", type=float, default=220.0, help="hard limit on training seconds (default 220)")
+    parser.add_argument("--max-steps", type=int, default=600, help="optimiser steps (default 600)")
+    parser.add_argument("--time-budget", type=float, default=210.0, help="hard limit on training seconds (default 210)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hidden-size", type=int, default=256)
     parser.add_argument("--embed-size", type=int, default=48)
     parser.add_argument("--num-layers", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--learning-rate", type=float, default=4e-3)
-    parser.add_argument("--change-token-weight", type=float, default=4.0)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--learning-rate", type=float, default=5e-3)
+    parser.add_argument("--change-token-weight", type=float, default=8.0)
     parser.add_argument("--train-eval-samples", type=int, default=32, help="training captions to evaluate")
     parser.add_argument(
         "--threads",
@@ -169,15 +169,15 @@ def _contact_sheet(specs, results, path: Path, scale: int = 4, max_rows: int = 3
 
 def run_demo(
     output_dir: str = "demo_output",
-    max_steps: int = 400,
-    time_budget: float = 220.0,
+    max_steps: int = 600,
+    time_budget: float = 210.0,
     seed: int = 0,
     hidden_size: int = 256,
     embed_size: int = 48,
     num_layers: int = 1,
-    batch_size: int = 16,
-    learning_rate: float = 4e-3,
-    change_token_weight: float = 4.0,
+    batch_size: int = 8,
+    learning_rate: float = 5e-3,
+    change_token_weight: float = 8.0,
     train_eval_samples: int = 32,
     threads: int | None = None,
     quick: bool = False,
