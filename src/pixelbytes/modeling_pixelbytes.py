@@ -221,6 +221,8 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         # structural choices, read on every generated token (a config attribute lookup costs microseconds)
         self._objective, self._embedding, self._backbone = config.objective, config.embedding, config.backbone
         self._vocab_size, self._is_causal = config.vocab_size, config.is_causal
+        # one generated token of the common model (pxby6 + unidirectional LSTM) skips the generic path
+        self._token_step_fast = config.embedding == "pxby6" and config.backbone == "lstm" and config.is_causal
         self.post_init()
 
     @classmethod
@@ -281,6 +283,19 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
     ) -> PxByModelOutput:
         """Run the model; see the module docstring for the contract. ``kwargs`` carry loss options
         (``num_items_in_batch``) from the Trainer."""
+        if (
+            self._token_step_fast
+            and past_key_values is not None
+            and context_ids is None
+            and labels is None
+            and not output_hidden_states
+            and input_ids is not None
+            and input_ids.dim() == 2
+            and input_ids.shape[1] == 1
+            and isinstance(past_key_values, PxByCache)
+            and input_ids.shape[0] == past_key_values.batch_size
+        ):
+            return self._lstm_token_step(input_ids, past_key_values, use_cache is not False)
         if input_ids is None or kwargs.get("inputs_embeds") is not None:
             raise ValueError("PixelBytes models take input_ids (not inputs_embeds): contexts are derived from the ids")
         self._check_inputs(input_ids, context_ids, values=past_key_values is None or self._embedding == "center")
@@ -448,6 +463,25 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
             cache.states.update(states)
         cache.seen_tokens += input_ids.shape[1]
         return hidden, cache
+
+    def _lstm_token_step(self, input_ids: torch.LongTensor, cache: PxByCache, use_cache: bool) -> PxByModelOutput:
+        """One new token per row for pxby6 + LSTM: the same computation as ``_forward_cached`` followed by the
+        head, with no module-call or branching overhead (it runs once per generated token)."""
+        tracker = cache.tracker
+        tracker.push(input_ids[:, 0].tolist())
+        context = torch.tensor(tracker.contexts(), dtype=torch.long, device=input_ids.device)  # (B, 6)
+        x = nn.functional.embedding(context, self.embedding.slot_embedding.weight).flatten(1)  # (B, E)
+        hidden, (cache.h, cache.c) = self.backbone.step(x, (cache.h, cache.c))  # (B, H)
+        cache.seen_tokens += 1
+        out = nn.functional.linear(hidden, self.lm_head.weight, self.lm_head.bias).unsqueeze(1)  # (B, 1, V or 6V)
+        if self._objective == "context":
+            context_logits = out.view(out.shape[0], 1, NUM_CONTEXT_SLOTS, self._vocab_size)  # (B, 1, 6, V)
+            return PxByModelOutput(
+                logits=context_logits[:, :, NUM_CONTEXT_SLOTS - 1],
+                context_logits=context_logits,
+                past_key_values=cache if use_cache else None,
+            )
+        return PxByModelOutput(logits=out, past_key_values=cache if use_cache else None)
 
     # ---------------------------------------------------------------------------------------------
     # masked diffusion
