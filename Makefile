@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PYTHON) examples/tokenize_roundtrip.py --output demo_output
+	$(PYTHON) -m pixelbytes.cli demo --output-dir demo_output
 
 test: $(STAMP)
 	$(PYTHON) -m ruff check src tests benchmarks examples
@@ -24,3 +24,6 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PYTHON) benchmarks/bench_tokenizer.py
+	$(PYTHON) benchmarks/bench_generate.py
+	$(PYTHON) benchmarks/bench_train.py
+	$(PYTHON) benchmarks/bench_backbones.py

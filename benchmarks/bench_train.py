@@ -70,7 +70,11 @@ def rss_child(n: int) -> None:
             "audio": datasets.Array2D((2, 1600), "float32"),
         })  # fmt: skip
         raw = datasets.Dataset.from_generator(
-            synthetic_rows, gen_kwargs={"n": n}, features=features, cache_dir=os.path.join(tmp, "raw")
+            synthetic_rows,
+            gen_kwargs={"n": n},
+            features=features,
+            cache_dir=os.path.join(tmp, "raw"),
+            writer_batch_size=64,
         ).with_format("numpy")
         start_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         store = tokenize_samples(raw, tokenizer, cache_file_name=os.path.join(tmp, "tokens.arrow"), desc="tok")

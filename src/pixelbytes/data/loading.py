@@ -43,15 +43,17 @@ def _read_wav_stdlib(source: Any) -> tuple[np.ndarray, int]:
     return data.reshape(-1, channels).T.copy(), rate
 
 
-def decode_audio(value: Any, base_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, int]:
-    """Decode an audio cell into ``(channels-first float32 array (C, N), sampling_rate)``.
+def decode_audio(value: Any, base_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, int | None]:
+    """Decode an audio cell into ``(channels-first array (C, N), sampling_rate)``.
 
-    Accepts a path, ``{"bytes": ..., "path": ...}`` (``datasets.Audio(decode=False)``) or an already decoded
-    ``{"array": ..., "sampling_rate": ...}``.
+    Accepts a path, ``{"bytes": ..., "path": ...}`` (``datasets.Audio(decode=False)``), an already decoded
+    ``{"array": ..., "sampling_rate": ...}`` or a bare array (rate ``None``: the tokenizer's own rate).
     """
     if isinstance(value, dict) and "array" in value:
         array = np.asarray(value["array"], dtype=np.float32)
         return (array if array.ndim == 2 else array[None]), int(value["sampling_rate"])
+    if isinstance(value, np.ndarray):  # an already decoded clip, taken to be at the tokenizer's rate
+        return (value if value.ndim == 2 else value[None]), None
     data: bytes | None = None
     path: str | None = None
     if isinstance(value, dict):
@@ -76,6 +78,12 @@ def decode_audio(value: Any, base_dir: str | os.PathLike | None = None) -> tuple
 
 def decode_image(value: Any) -> Any:
     """Open an image cell (``{"bytes", "path"}`` from ``datasets.Image(decode=False)``, a path or a PIL image)."""
+    if isinstance(value, np.ndarray):  # already decoded frames; Arrow may widen uint8 pixels to int64
+        if value.dtype != np.uint8 and np.issubdtype(value.dtype, np.integer) and value.size:
+            if value.min() < 0 or value.max() > 255:
+                raise ValueError(f"image array values must be in 0..255, got {value.min()}..{value.max()}")
+            return value.astype(np.uint8)
+        return value
     if isinstance(value, Image.Image) or value is None:
         return value
     if isinstance(value, dict):
@@ -188,6 +196,7 @@ def tokenize_samples(dataset: Any, tokenizer: Any, cache_file_name: str | None =
         remove_columns=dataset.column_names,
         cache_file_name=cache_file_name,
         load_from_cache_file=cache_file_name is not None,
+        writer_batch_size=64,  # long streams: keep few rows in RAM before they are flushed to the Arrow file
         desc=desc,
     )
     if failures:
