@@ -12,18 +12,10 @@ from pixelbytes import (
     AudioLogitsProcessor,
     BatchLayoutTracker,
     ImageGridLogitsProcessor,
-    PxByConfig,
-    PxBySequenceModel,
     generate_audio,
     generate_image,
 )
-
-TINY = {"embed_size": 12, "hidden_size": 16, "num_hidden_layers": 2}
-
-
-def tiny_model(seed: int = 0, **overrides) -> PxBySequenceModel:
-    torch.manual_seed(seed)
-    return PxBySequenceModel(PxByConfig(**{**TINY, **overrides})).eval()
+from tiny_models import tiny_model
 
 
 @pytest.fixture(scope="module")

@@ -17,13 +17,7 @@ from pixelbytes import (
     control_vocabulary,
     default_vocabulary,
 )
-
-TINY = {"embed_size": 12, "hidden_size": 16, "num_hidden_layers": 2}
-
-
-def tiny_model(seed: int = 0, **overrides) -> PxBySequenceModel:
-    torch.manual_seed(seed)
-    return PxBySequenceModel(PxByConfig(**{**TINY, **overrides})).eval()
+from tiny_models import tiny_model
 
 
 @pytest.fixture(scope="module")
