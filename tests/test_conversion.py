@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -170,59 +171,238 @@ def test_synthetic_checkpoints_match_the_original_forward(tmp_path, keys, bidire
 
 
 # -------------------------------------------------------------------------------------------------
-# v1 checkpoints: validated, then refused with the list of what is missing
+# v1 checkpoints: golden logits of the original code (RNN, attention) and a mamba_ssm-math reference (bMamba)
 # -------------------------------------------------------------------------------------------------
+def run_v1(model: PxBySequenceModel, windows: torch.Tensor) -> torch.Tensor:
+    """Our model fed the original's (B, L, 3, 3) windows; the last-position logits the v1 models output."""
+    B, L = windows.shape[:2]
+    ids = windows[:, :, 1, 1]  # the centre of a window is its token
+    context = ids.unsqueeze(-1) if model.config.embedding == "center" else windows.reshape(B, L, 9)
+    with torch.no_grad():
+        return model(input_ids=ids, context_ids=context).logits[:, -1]
+
+
 @pytest.mark.parametrize(
-    ("name", "missing"),
+    ("name", "expected"),
     [
-        # the centre / window3x3 embeddings and the v1_encoder backbone exist now (issue 5): no longer missing
-        ("v1_rnn_bi_center", ["113-id v1 vocabulary", "weight-name mapping"]),
-        ("v1_rnn_bi_pxby_conv", ["113-id v1 vocabulary", "weight-name mapping"]),
-        ("v1_rnn_uni_pxby_conv", ["weight-name mapping"]),
-        ("v1_attention_1_layer", ["weight-name mapping"]),
+        ("v1_rnn_bi_pxby_conv", ("window3x3", True, "lstm", "first_layer", 18, 8, 2)),
+        ("v1_rnn_bi_pxby_noconv", ("window3x3", False, "lstm", "first_layer", 18, 8, 2)),
+        ("v1_rnn_bi_center", ("center", False, "lstm", "first_layer", 18, 8, 2)),
+        ("v1_rnn_uni_pxby_conv", ("window3x3", True, "lstm", False, 18, 8, 2)),
+        ("v1_attention_1_layer", ("window3x3", True, "attention", True, 16, 16, 1)),  # width 18 → 16 (4 heads)
     ],
 )
-def test_v1_checkpoints_are_refused_with_what_is_missing(name, missing):
-    with pytest.raises(NotImplementedError) as info:
-        convert_original(ORIGINAL / name)
-    message = str(info.value)
-    assert "valid v1" in message
-    for item in missing:
-        assert item in message
+def test_golden_v1_logits(name, expected):
+    model, tokenizer = convert_original(ORIGINAL / name)
+    config = model.config
+    got_config = (config.embedding, config.window_conv, config.backbone, config.bidirectional)
+    assert got_config + (config.embed_size, config.hidden_size, config.num_hidden_layers) == expected
+    assert config.attention_style == ("v1_encoder" if config.backbone == "attention" else "modern")
+    assert tokenizer.vocab_size == config.vocab_size == 113 and config.num_levels == 0
+    config.check_tokenizer(tokenizer)
+    io = golden(name)
+    torch.testing.assert_close(run_v1(model, io["inputs"]), io["logits"], atol=ATOL, rtol=0)
 
 
-def test_v1_bmamba_checkpoint_is_validated_then_refused(tmp_path):
-    D, S, inner, rank, V = 18, 8, 36, 2, 113  # expand 2, dt_rank = ceil(18 / 16)
-    mixer = {
-        "in_proj.weight": (2 * inner, D),
-        "conv1d.weight": (inner, 1, 4),
-        "conv1d.bias": (inner,),
-        "x_proj.weight": (rank + 2 * S, inner),
-        "dt_proj.weight": (inner, rank),
-        "dt_proj.bias": (inner,),
-        "A_log": (inner, S),
-        "D": (inner,),
-        "out_proj.weight": (D, inner),
-    }
-    shapes = {f"_mamba.{k}": v for k, v in mixer.items()} | {f"layers.0.{k}": v for k, v in mixer.items()}
-    shapes |= {"embedding.weight": (V, D), "norm.weight": (D,), "norm.bias": (D,), "lm_head.weight": (V, D)}
-    save_file({k: torch.zeros(v) for k, v in shapes.items()}, tmp_path / "model.safetensors")
-    config = {
-        "architectures": ["bMamba"],
-        "model_type": "sequence-generator",
-        "dim": D,
-        "d_state": S,
-        "depth": 2,
-        "vocab_size": V,
-        "pembed": False,
-        "pxby_embed": False,
-    }
-    (tmp_path / "config.json").write_text(json.dumps(config))
-    with pytest.raises(NotImplementedError, match=r"(?s)valid v1 bMamba.*mamba_style.*'v1'"):
-        convert_original(tmp_path)
-    save_file({k: torch.zeros(v) for k, v in shapes.items() if k != "norm.bias"}, tmp_path / "model.safetensors")
-    with pytest.raises(ValueError, match=r"missing keys: norm\.bias"):
-        convert_original(tmp_path)
+def test_v1_conversion_round_trips_and_tokenizes(tmp_path):
+    from transformers import AutoModel, AutoTokenizer
+
+    model, tokenizer = convert_original(ORIGINAL / "v1_attention_1_layer")
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path).eval()
+    loaded_tok = AutoTokenizer.from_pretrained(tmp_path)
+    loaded.config.check_tokenizer(loaded_tok)
+    io = golden("v1_attention_1_layer")
+    torch.testing.assert_close(run_v1(loaded, io["inputs"]), io["logits"], atol=ATOL, rtol=0)
+    # text + image streams of the v1 vocabulary are the published ids (the first 113 of the default table)
+    from PIL import Image
+
+    ids = loaded_tok(text="hi", images=Image.new("RGB", (2, 2), (0, 0, 0)))["input_ids"]
+    assert ids == [39, 40, 2, 58, 58, 1, 58, 58, 2]
+    with pytest.raises(ValueError, match="no action / audio levels"):
+        loaded_tok(text="hi", audio=torch.zeros(2, 8).numpy())
+    with torch.no_grad():  # the window encoder runs on ids alone (windows from the layout engine)
+        assert loaded(input_ids=torch.tensor([ids])).logits.shape == (1, len(ids), 113)
+
+
+class ReferenceMambaSSM(nn.Module):
+    """mamba_ssm ``Mamba`` written from its documented math (names as mamba_ssm): ``in_proj`` → (x, z); causal
+    depthwise conv (left padding K-1) + SiLU; ``x_proj`` → (dt, B, C); Δ = softplus(dt_proj(dt));
+    h_t = exp(Δ·A) h_{t-1} + Δ·B·x (A = -exp(A_log)); y = C·h + D·x; y · SiLU(z); ``out_proj``."""
+
+    def __init__(self, d_model: int, d_state: int, d_conv: int, expand: int):
+        super().__init__()
+        inner, self.rank, self.N = expand * d_model, math.ceil(d_model / 16), d_state
+        self.in_proj = nn.Linear(d_model, 2 * inner, bias=False)
+        self.conv1d = nn.Conv1d(inner, inner, d_conv, groups=inner, padding=d_conv - 1)
+        self.x_proj = nn.Linear(inner, self.rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(self.rank, inner)
+        self.A_log = nn.Parameter(torch.log(torch.arange(1, d_state + 1).float()).repeat(inner, 1))
+        self.D = nn.Parameter(torch.ones(inner))
+        self.out_proj = nn.Linear(inner, d_model, bias=False)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        L = hidden.shape[1]
+        x, z = self.in_proj(hidden).chunk(2, dim=-1)  # (B, L, inner) each
+        x = nn.functional.silu(self.conv1d(x.transpose(1, 2))[..., :L]).transpose(1, 2)
+        dt, Bm, Cm = self.x_proj(x).split([self.rank, self.N, self.N], dim=-1)
+        delta = nn.functional.softplus(self.dt_proj(dt))  # (B, L, inner)
+        A = -torch.exp(self.A_log)  # (inner, N)
+        h = x.new_zeros(x.shape[0], x.shape[2], self.N)
+        ys = []
+        for t in range(L):
+            h = torch.exp(delta[:, t, :, None] * A) * h + delta[:, t, :, None] * Bm[:, t, None, :] * x[:, t, :, None]
+            ys.append((h * Cm[:, t, None, :]).sum(-1) + self.D * x[:, t])
+        return self.out_proj(torch.stack(ys, dim=1) * nn.functional.silu(z))
+
+
+class ReferencePxByEmbed(nn.Module):
+    """v1 PxByEmbed from its description: per-cell embedding, σ(α)-gated 3×3 conv, channel-major flatten, linear,
+    LayerNorm."""
+
+    def __init__(self, V: int, D: int):
+        super().__init__()
+        e = max(9, D // 9)
+        self.alpha = nn.Parameter(torch.rand(1, 1, 3, 3))
+        self.linear_embedding = nn.Embedding(V, e)
+        self.patch_embedding = nn.Conv2d(e, e, 3, padding=1)
+        self.projection = nn.Linear(9 * e, D)
+        self.norm = nn.LayerNorm(D)
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        B, L = windows.shape[:2]
+        x = self.linear_embedding(windows.reshape(B * L, 3, 3)).permute(0, 3, 1, 2)
+        gate = torch.sigmoid(self.alpha)
+        x = gate * x + (1 - gate) * self.patch_embedding(x)
+        return self.norm(self.projection(x.reshape(B, L, -1)))
+
+
+class ReferenceBMamba(nn.Module):
+    """v1 ``bMamba`` (reference inventory §3.2): embedding; ``_mamba`` (bidirectional: ``norm(m(x) + flip(m(flip
+    x)))``, shared weights); ``layers`` = plain mixers, no residual, no norm; ``lm_head`` (no bias) on the last
+    position."""
+
+    def __init__(self, V: int, D: int, N: int, depth: int, bidirectional: bool, pxby: bool):
+        super().__init__()
+        self.bidirectional, self.pxby = bidirectional, pxby
+        self.embedding = ReferencePxByEmbed(V, D) if pxby else nn.Embedding(V, D)
+        self._mamba = ReferenceMambaSSM(D, N, 4, 2)
+        self.layers = nn.ModuleList(ReferenceMambaSSM(D, N, 4, 2) for _ in range(depth - 1))
+        if bidirectional:
+            self.norm = nn.LayerNorm(D)
+        self.lm_head = nn.Linear(D, V, bias=False)
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        x = self.embedding(windows) if self.pxby else self.embedding(windows[:, :, 1, 1])
+        h = self._mamba(x)
+        if self.bidirectional:
+            h = self.norm(h + self._mamba(x.flip(1)).flip(1))
+        for layer in self.layers:
+            h = layer(h)
+        return self.lm_head(h[:, -1])
+
+
+def randomize_mamba_reference(reference: nn.Module) -> None:
+    """Weights of a trained-looking scale: A_log = log(1..N) + noise, Δ bias = softplus⁻¹(dt ∈ [1e-3, 0.1])."""
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, param in reference.named_parameters():
+            noise = torch.randn(param.shape, generator=generator)
+            if name.endswith("A_log"):
+                param.add_(0.1 * noise)
+            elif name.endswith("dt_proj.bias"):
+                u = torch.rand(param.shape, generator=generator)
+                dt = torch.exp(math.log(1e-3) + u * (math.log(0.1) - math.log(1e-3)))
+                param.copy_(dt + torch.log(-torch.expm1(-dt)))  # softplus⁻¹(dt)
+            elif name.endswith(".D"):
+                param.copy_(1.0 + 0.1 * noise)
+            else:
+                param.copy_(0.4 * noise)
+
+
+def write_v1_checkpoint(directory: Path, architecture: str, state_dict: dict, **config) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    config = {"architectures": [architecture], "model_type": "sequence-generator", "vocab_size": 113, **config}
+    (directory / "config.json").write_text(json.dumps(config))
+    save_file({k: v.contiguous() for k, v in state_dict.items()}, directory / "model.safetensors")
+    return directory
+
+
+@pytest.mark.parametrize(("bidirectional", "pxby", "depth"), [(True, False, 2), (False, True, 2), (True, True, 1)])
+def test_v1_bmamba_matches_the_mamba_ssm_math(tmp_path, monkeypatch, bidirectional, pxby, depth):
+    from transformers.models.mamba import modeling_mamba
+
+    def kernel(*args, **kwargs):
+        raise AssertionError("a CUDA kernel was called on CPU tensors")
+
+    for name in ("mamba_inner_fn", "causal_conv1d_fn", "causal_conv1d_update", "mamba_selective_scan",
+                 "mamba_selective_state_update"):  # fmt: skip
+        monkeypatch.setattr(modeling_mamba, name, kernel, raising=False)
+    torch.manual_seed(0)
+    D, N, V = 18, 8, 113
+    reference = ReferenceBMamba(V, D, N, depth, bidirectional, pxby).eval()
+    randomize_mamba_reference(reference)
+    flags = {"bidirectional": bidirectional, "pxby_embed": pxby, "pembed": pxby}
+    directory = write_v1_checkpoint(tmp_path / "ssm", "bMamba", reference.state_dict(), dim=D, d_state=N, depth=depth,
+                                    **flags)  # fmt: skip
+    model, tokenizer = convert_original(directory)
+    config = model.config
+    assert (config.backbone, config.mamba_style, config.bidirectional) == ("mamba", "v1", bidirectional)
+    assert (config.hidden_size, config.state_size, config.conv_kernel, config.expand) == (D, N, 4, 2)
+    assert tokenizer.vocab_size == 113
+    windows = torch.randint(0, V, (2, 9, 3, 3))
+    windows[:, :, 1, 2] = 0
+    windows[:, :, 2] = 0
+    with torch.no_grad():
+        expected = reference(windows)
+    torch.testing.assert_close(run_v1(model, windows), expected, atol=ATOL, rtol=0)
+    model.backbone.use_mambapy = False  # the sequential scan gives the same numbers
+    torch.testing.assert_close(run_v1(model, windows), expected, atol=ATOL, rtol=0)
+
+
+def test_v1_unidirectional_bmamba_generates_with_its_cache(tmp_path):
+    torch.manual_seed(0)
+    reference = ReferenceBMamba(113, 18, 8, 3, bidirectional=False, pxby=False)
+    randomize_mamba_reference(reference)
+    directory = write_v1_checkpoint(tmp_path / "ssm", "bMamba", reference.state_dict(), dim=18, d_state=8, depth=3,
+                                    bidirectional=False, pxby_embed=False)  # fmt: skip
+    model, _ = convert_original(directory)
+    assert model.config.is_causal
+    ids = torch.randint(3, 113, (2, 8))
+    with torch.no_grad():
+        full = model(input_ids=ids, use_cache=False).logits
+        out = model(input_ids=ids[:, :5], use_cache=True)
+        steps = [out.logits[:, -1]]
+        for k in range(5, 8):
+            out = model(input_ids=ids[:, k : k + 1], past_key_values=out.past_key_values, use_cache=True)
+            steps.append(out.logits[:, -1])
+    torch.testing.assert_close(torch.stack(steps, 1), full[:, 4:], atol=ATOL, rtol=0)
+
+
+def test_v1_errors_list_what_did_not_match(tmp_path):
+    # a bMamba whose weights miss the first layer's norm
+    reference = ReferenceBMamba(113, 18, 8, 2, bidirectional=True, pxby=False)
+    weights = {k: v for k, v in reference.state_dict().items() if k != "norm.bias"}
+    directory = write_v1_checkpoint(tmp_path / "ssm", "bMamba", weights, dim=18, d_state=8, pxby_embed=False)
+    with pytest.raises(ValueError, match=r"(?s)do not match its v1 bMamba.*missing keys: norm\.bias"):
+        convert_original(directory)
+    # a PxByEmbed checkpoint whose config says "centre"
+    directory = copy_checkpoint("v1_rnn_bi_pxby_conv", tmp_path / "rnn")
+    edit_config(directory, pxby_embed=False)
+    with pytest.raises(ValueError) as info:
+        convert_original(directory)
+    for part in ("missing keys: embedding.weight", "unexpected keys: embedding.alpha"):
+        assert part in str(info.value)
+    # settings
+    edit_config(directory, pxby_embed=None, dim=None, depth=0, bidirectional="yes", model_type="other")
+    with pytest.raises(ValueError) as info:
+        convert_original(directory)
+    for part in ("missing key 'dim'", "depth=0", "bidirectional='yes'", "model_type='other'"):
+        assert part in str(info.value)
+    # a 151-id vocabulary for a 113-id model
+    with pytest.raises(ValueError, match=r"vocab_size 113 does not match the 151-id vocabulary 'default'"):
+        convert_original(ORIGINAL / "v1_rnn_bi_center", vocabulary="default")
 
 
 # -------------------------------------------------------------------------------------------------
@@ -277,6 +457,8 @@ def test_v1_shape_mismatch_is_a_value_error(tmp_path):
 
 def test_vocabulary_mismatch_and_unknown_vocabulary(tmp_path):
     with pytest.raises(ValueError, match="vocabulary must be one of"):
+        convert_original(ORIGINAL / "apxby_predict", vocabulary="v2")
+    with pytest.raises(ValueError, match="vocab_size 151 does not match the 113-id vocabulary 'v1'"):
         convert_original(ORIGINAL / "apxby_predict", vocabulary="v1")
     model, tokenizer = convert_original(ORIGINAL / "apxby_predict", vocabulary="control")
     assert tokenizer.vocabulary.num_bytes == 5

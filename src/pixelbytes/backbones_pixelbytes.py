@@ -10,6 +10,9 @@
   parameters and carries the conv and ssm states for O(1) cached steps), never through the CUDA kernels that
   ``transformers`` binds at import time without a device check. Bidirectional = a forward and a separately
   weighted time-flipped stack, their mixer outputs summed per layer.
+* :class:`V1MambaBackbone` (``mamba_style="v1"``): the v1 ``bMamba`` body of converted checkpoints, plain mixers
+  (mamba_ssm's ``Mamba`` = ``transformers``' ``MambaMixer``, same parameter names) with no norm and no residual;
+  bidirectional = the first mixer applied forward and on the flipped sequence (shared weights), summed, LayerNorm.
 
 Every backbone returns ``(hidden (B, L, H), states)`` where ``states`` is a dict of per-layer tensor lists with
 the batch first (see :class:`~pixelbytes.generation_pixelbytes.PxByCache`).
@@ -35,6 +38,7 @@ __all__ = [
     "CenterEmbedding",
     "MambaBackbone",
     "V1EncoderBackbone",
+    "V1MambaBackbone",
     "WindowEmbedding",
     "embedding_rows",
     "mamba_mixer_forward",
@@ -390,6 +394,87 @@ class MambaBackbone(nn.Module):
                 convs.append(new_state[0])
                 ssms.append(new_state[1])
         x = self.norm_f(x)
+        return x, ({"conv": convs, "ssm": ssms} if use_cache else None)
+
+
+def _run_mixer(
+    mixer: nn.Module,
+    x: torch.Tensor,
+    mask: torch.Tensor | None,
+    state: tuple[torch.Tensor, torch.Tensor] | None,
+    need_state: bool,
+    use_mambapy: bool,
+    allow_transformers: bool,
+) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+    """One mixer over ``x (B, L, H)``: ``MambaMixer.forward`` (its CUDA kernels) only for uncached, unpadded CUDA
+    tensors when ``allow_transformers``; :func:`mamba_mixer_forward` otherwise (always on CPU)."""
+    if allow_transformers and x.is_cuda and mask is None and state is None and not need_state:
+        return mixer(x), None
+    return mamba_mixer_forward(mixer, x, mask, state, use_mambapy)
+
+
+class V1MambaBackbone(nn.Module):
+    """``mamba_style="v1"``: the v1 ``bMamba`` body (reference inventory §3.2, DESIGN §6).
+
+    ``mixers.0`` = the original ``_mamba``, ``mixers.k`` = ``layers.{k-1}``; each is a mamba_ssm ``Mamba``
+    (no bias in ``in_proj`` / ``out_proj``, conv bias, ``dt_rank = ceil(hidden / 16)``), i.e. a ``transformers``
+    ``MambaMixer`` with the same parameter names. The mixers are chained with no norm and no residual. With
+    ``bidirectional=True`` the first layer is ``norm(mixer(x) + flip(mixer(flip(x))))`` (ONE set of weights,
+    ``norm`` a LayerNorm) and the later layers stay causal; the model as a whole then sees the future and has
+    no cache. Unidirectional stacks carry the per-layer conv / ssm states for cached generation.
+    """
+
+    def __init__(self, config: PxByConfig) -> None:
+        super().__init__()
+        from transformers import MambaConfig
+        from transformers.models.mamba.modeling_mamba import MambaMixer
+
+        E, H, n = config.embed_size, config.hidden_size, config.num_hidden_layers
+        mamba_config = MambaConfig(
+            vocab_size=config.vocab_size,
+            hidden_size=H,
+            state_size=config.state_size,
+            expand=config.expand,
+            conv_kernel=config.conv_kernel,
+            num_hidden_layers=n,
+            use_bias=False,
+            use_conv_bias=True,
+            hidden_act="silu",
+            use_mambapy=config.use_mambapy,
+        )
+        self.use_mambapy = bool(config.use_mambapy)
+        self.bidirectional = bool(config.bidirectional)
+        self.input_proj = nn.Linear(E, H) if E != H else nn.Identity()
+        self.mixers = nn.ModuleList(MambaMixer(mamba_config, layer_idx=i) for i in range(n))
+        self.norm = nn.LayerNorm(H) if self.bidirectional else None
+        #: as :class:`MambaBackbone`: ``MambaMixer.forward`` itself for uncached, unpadded CUDA forwards only
+        self.use_transformers_mixer_on_cuda = True
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        state: States | None = None,
+        use_cache: bool = False,
+    ) -> tuple[torch.Tensor, States | None]:
+        """``x (B, L, E)``; padded positions (``attention_mask == 0``) must come BEFORE a row's real tokens;
+        ``state`` = per-layer conv / ssm states (unidirectional stacks only)."""
+        if self.bidirectional and (state is not None or use_cache):
+            raise ValueError("the bidirectional v1 Mamba re-encodes its window: it has no cache")
+        x = self.input_proj(x)
+        mask = None if attention_mask is None else attention_mask.to(x.dtype)
+        run = {"use_mambapy": self.use_mambapy, "allow_transformers": self.use_transformers_mixer_on_cuda}
+        convs, ssms = [], []
+        for i, mixer in enumerate(self.mixers):
+            layer_state = (state["conv"][i], state["ssm"][i]) if state is not None else None
+            out, new_state = _run_mixer(mixer, x, mask, layer_state, use_cache, **run)
+            if i == 0 and self.norm is not None:
+                back, _ = _run_mixer(mixer, x.flip(1), None if mask is None else mask.flip(1), None, False, **run)
+                out = self.norm(out + back.flip(1))
+            x = out
+            if use_cache:
+                convs.append(new_state[0])
+                ssms.append(new_state[1])
         return x, ({"conv": convs, "ssm": ssms} if use_cache else None)
 
 

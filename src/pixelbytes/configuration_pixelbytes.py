@@ -28,7 +28,8 @@ class PxByConfig(PretrainedConfig):
 
     Vocabulary:
         vocab_size (`int`, defaults to 151): ``num_bytes + num_colors + num_levels``.
-        num_bytes / num_colors / num_levels (`int`, 58 / 55 / 38): sizes of the tokenizer's tables; a tokenizer
+        num_bytes / num_colors / num_levels (`int`, 58 / 55 / 38): sizes of the tokenizer's tables (``num_levels``
+            may be 0: the 113-id v1 vocabulary has no action / audio levels); a tokenizer
             whose tables differ is refused (:meth:`check_tokenizer`).
         pad_token_id / row_token_id / sep_token_id (`int`, 0 / 1 / 2): the structural ids (fixed by the layout).
         audio_channels (`int`, 2): frame width of audio blocks in the layout.
@@ -48,7 +49,11 @@ class PxByConfig(PretrainedConfig):
             unidirectional rest).
         window_size (`int`, 256): context length of bidirectional models (they re-encode a sliding window).
         dropout (`float`, 0.0): between recurrent layers.
-        state_size / conv_kernel / expand / use_mambapy / mamba_style: Mamba extras.
+        state_size / conv_kernel / expand / use_mambapy: Mamba extras.
+        mamba_style (`str`, ``"modern"``): ``"modern"`` (``transformers`` ``MambaBlock``s: RMSNorm, residual, final
+            norm) or ``"v1"`` (the v1 ``bMamba`` of converted checkpoints: plain mamba_ssm mixers with no norm and no
+            residual; with ``bidirectional=True`` the FIRST mixer runs forward and on the time-flipped sequence with
+            the same weights, the two summed and LayerNorm-ed, and only that layer sees both directions).
         num_attention_heads / intermediate_size / rope_theta / attention_style: attention extras.
     Objective:
         objective (`str`, ``"next_token"``): ``"next_token"``, ``"context"`` (6-slot prediction) or ``"diffusion"``.
@@ -114,7 +119,7 @@ class PxByConfig(PretrainedConfig):
             if not isinstance(value, str) or value not in allowed:
                 raise ValueError(f"PxByConfig.{name}={value!r} is not one of {allowed}")
 
-        for name in ("vocab_size", "num_bytes", "num_colors", "num_levels", "audio_channels", "embed_size",
+        for name in ("vocab_size", "num_bytes", "num_colors", "audio_channels", "embed_size",
                      "hidden_size", "num_hidden_layers", "window_size", "state_size", "conv_kernel", "expand",
                      "num_attention_heads", "num_diffusion_steps"):  # fmt: skip
             positive_int(name)
@@ -124,6 +129,8 @@ class PxByConfig(PretrainedConfig):
         choice("diffusion_scheme", DIFFUSION_SCHEMES)
         choice("attention_style", ATTENTION_STYLES)
         choice("mamba_style", MAMBA_STYLES)
+        if not isinstance(self.num_levels, int) or isinstance(self.num_levels, bool) or self.num_levels < 0:
+            raise ValueError(f"PxByConfig.num_levels must be a non-negative integer, got {self.num_levels!r}")
         if self.bidirectional not in BIDIRECTIONAL or (
             isinstance(self.bidirectional, str) and self.bidirectional != "first_layer"
         ):

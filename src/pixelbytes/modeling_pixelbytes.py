@@ -44,6 +44,7 @@ from .backbones_pixelbytes import (
     CenterEmbedding,
     MambaBackbone,
     V1EncoderBackbone,
+    V1MambaBackbone,
     WindowEmbedding,
     embedding_rows,
     init_mamba_mixer,
@@ -199,13 +200,13 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
                 f"objective='diffusion' with diffusion_scheme={config.diffusion_scheme!r} is not available yet; "
                 "use 'masked'"
             )
-        if config.backbone == "mamba" and config.mamba_style != "modern":
-            raise NotImplementedError(f"mamba_style={config.mamba_style!r} is not available yet; use 'modern'")
         embeddings = {"pxby6": PxBy6Embedding, "window3x3": WindowEmbedding, "center": CenterEmbedding}
         backbones = {"lstm": LSTMBackbone, "attention": AttentionBackbone, "mamba": MambaBackbone}
         self.embedding = embeddings[config.embedding](config)
         if config.backbone == "attention" and config.attention_style == "v1_encoder":
             backbones["attention"] = V1EncoderBackbone
+        if config.backbone == "mamba" and config.mamba_style == "v1":
+            backbones["mamba"] = V1MambaBackbone
         self.backbone = backbones[config.backbone](config)
         self.lm_head = nn.Linear(config.hidden_size, config.output_size)
         self.loss_type = "ForCausalLM"

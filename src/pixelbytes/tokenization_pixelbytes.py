@@ -315,6 +315,11 @@ class ActionPixelBytesTokenizer(PreTrainedTokenizer):
             )
             blocks.append((IMAGE, grid))
         if audio is not None:
+            if not self.vocabulary.has_levels:
+                raise ValueError(
+                    f"this tokenizer's {self.vocabulary.vocab_size}-id vocabulary has no action / audio levels "
+                    "(e.g. the v1 vocabulary: bytes and colours only): it cannot encode audio"
+                )
             if isinstance(audio, dict) and sampling_rate is None:
                 sampling_rate = audio.get("sampling_rate")
             grid = encode_audio(

@@ -2,9 +2,10 @@
 
 The vocabulary is the concatenation ``bytes + palette + levels``. The default tables reproduce the
 published 151-id vocabulary (DESIGN §3); :func:`control_vocabulary` builds the variant used by the
-control (setpoint) experiments. Ids 0/1/2 must be the bytes ``\\x00`` (pad), ``\\t`` (row separator)
-and ``\\n`` (frame / modality separator) in every vocabulary, because the layout engine (§5) relies
-on them.
+control (setpoint) experiments and :func:`v1_vocabulary` the 113-id table of the v1 models (the same
+58 bytes and 55 colours, no levels: a vocabulary without levels tokenises text and images only).
+Ids 0/1/2 must be the bytes ``\\x00`` (pad), ``\\t`` (row separator) and ``\\n`` (frame / modality
+separator) in every vocabulary, because the layout engine (§5) relies on them.
 
 Hugging Face tokenizers need string tokens, so every entry also has a canonical string:
 a byte ``b`` is ``chr(b)`` (latin-1, like ByT5), a colour is ``<rgb:R,G,B>`` and a level ``v`` is
@@ -41,6 +42,7 @@ __all__ = [
     "generate_bytes",
     "generate_palette",
     "token_classes_for_sizes",
+    "v1_vocabulary",
 ]
 
 #: Token classes used by the layout engine (DESIGN §5).
@@ -135,7 +137,8 @@ class PxByVocabulary:
     Attributes:
         byte_values: byte values of ids ``0 .. len(byte_values) - 1``; must start with 0, 9, 10.
         palette: RGB colours of the next ids.
-        levels: action / audio levels (floats in [-1, 1]) of the last ids.
+        levels: action / audio levels (floats in [-1, 1]) of the last ids; empty for a vocabulary without
+            audio / action tokens (the v1 one), otherwise at least 2.
     """
 
     byte_values: tuple[int, ...] = DEFAULT_BYTES
@@ -162,8 +165,8 @@ class PxByVocabulary:
                 raise ValueError(f"palette colours must be 3 values in [0, 255], got {colour}")
         if len(set(self.palette)) != len(self.palette):
             raise ValueError("duplicate colours in the palette")
-        if len(self.levels) < 2:
-            raise ValueError("need at least 2 action levels")
+        if len(self.levels) == 1:
+            raise ValueError("need at least 2 action levels (or none, for a vocabulary without audio)")
         if not all(np.isfinite(self.levels)) or len(set(self.levels)) != len(self.levels):
             raise ValueError("action levels must be finite and distinct")
         if len(set(map(_level_token, self.levels))) != len(self.levels):
@@ -257,6 +260,11 @@ class PxByVocabulary:
         """Short hash of the token strings: equal tables ⇔ equal fingerprints (stored in model configs)."""
         return hashlib.sha256("\x1f".join(self.tokens).encode("utf-8")).hexdigest()[:16]
 
+    @property
+    def has_levels(self) -> bool:
+        """False for a vocabulary without action / audio levels (it cannot encode audio)."""
+        return bool(self.levels)
+
     def table_sizes(self) -> dict[str, int]:
         """The sizes a model config records to detect a tokenizer/model mismatch."""
         return {"num_bytes": self.num_bytes, "num_colors": self.num_colors, "num_levels": self.num_levels}
@@ -275,4 +283,12 @@ def control_vocabulary() -> PxByVocabulary:
     )
 
 
+def v1_vocabulary() -> PxByVocabulary:
+    """The 113-id vocabulary of the v1 PixelBytes models (``SimpleRNNModel`` / ``bMamba`` /
+    ``SimpleTransformerModel``): the 58 bytes and 55 NES colours of the published table, in the same order,
+    and no action levels. Text and images tokenise as with the default table; audio is refused."""
+    return _V1
+
+
 _DEFAULT = PxByVocabulary()
+_V1 = PxByVocabulary(levels=())

@@ -7,9 +7,11 @@ from .original import (
     apxby_config_to_kwargs,
     convert_apxby_state_dict,
     convert_original,
+    convert_v1_state_dict,
     detect_original_format,
     load_original_checkpoint,
     make_tokenizer,
+    v1_config_to_kwargs,
 )
 
 __all__ = [
@@ -19,7 +21,9 @@ __all__ = [
     "apxby_config_to_kwargs",
     "convert_apxby_state_dict",
     "convert_original",
+    "convert_v1_state_dict",
     "detect_original_format",
     "load_original_checkpoint",
     "make_tokenizer",
+    "v1_config_to_kwargs",
 ]

@@ -22,10 +22,31 @@ Two original formats exist (DESIGN §9; their ``config.json`` carries no ``model
   ``t = 0``, nothing masked — is a bidirectional ``objective="context"`` model, see
   :func:`apxby_config_to_kwargs` / :func:`convert_apxby_state_dict`).
 
-* **v1** (``model_type: "sequence-generator"``; ``SimpleRNNModel`` / ``bMamba`` / ``SimpleTransformerModel``):
-  validated against the documented shapes, then refused with a :class:`NotImplementedError` listing the
-  pieces that do not exist yet (3×3 window / centre embeddings, the 113-id vocabulary, v1 Mamba / encoder
-  backbones, the weight-name mapping).
+* **v1** (``model_type: "sequence-generator"``; ``SimpleRNNModel`` / ``bMamba`` / ``SimpleTransformerModel``;
+  keys ``dim``, ``d_state``, ``depth``, ``vocab_size`` 113, optional ``pembed`` / ``pxby_embed`` /
+  ``bidirectional``, ``d_conv`` / ``expand``): validated against the documented shapes, then converted exactly
+  (:func:`v1_config_to_kwargs`, :func:`convert_v1_state_dict`) with the 113-id v1 vocabulary
+  (``vocabulary="v1"``: 58 bytes + 55 colours, no audio levels):
+
+  ========================================  ==============================================================
+  original v1                               pixelbytes (``PxByConfig``)
+  ========================================  ==============================================================
+  ``pxby_embed`` (PxByEmbed) / centre       ``embedding="window3x3"`` (``window_conv=pembed``) / ``"center"``
+  ``SimpleRNNModel`` bi / uni               ``backbone="lstm"``, ``hidden_size=d_state``,
+                                            ``bidirectional="first_layer"`` / ``False``
+  ``bMamba``                                ``backbone="mamba"``, ``mamba_style="v1"``, ``hidden_size=dim``,
+                                            ``state_size=d_state``, ``conv_kernel=d_conv``, ``expand``
+  ``SimpleTransformerModel``                ``backbone="attention"``, ``attention_style="v1_encoder"``,
+                                            width ``dim // 4 * 4``, 4 heads, FFN 4×, ``bidirectional=True``
+  ``depth``                                 ``num_hidden_layers``
+  ========================================  ==============================================================
+
+  The original v1 models output the LAST position of a window of 3×3 windows only; the converted model gives
+  the same numbers at ``logits[:, -1]`` for ``context_ids`` = the windows flattened row-major to
+  ``(B, L, 9)`` (centre models: the tokens). Bidirectional ones are window encoders (``window_size`` 256,
+  the v1 training length; no cache); the unidirectional RNN / bMamba generate with a cache. The v1 bMamba
+  ran on CUDA only (mamba_ssm); its conversion follows the documented mamba_ssm math (= ``transformers``'
+  ``MambaMixer``, same parameter names; its bias-free ``lm_head`` gets a zero bias).
 
 Unknown or inconsistent checkpoints raise :class:`ValueError` listing every key, shape or setting that did
 not match.
@@ -46,7 +67,7 @@ import torch
 from ..configuration_pixelbytes import PxByConfig
 from ..modeling_pixelbytes import PxBySequenceModel
 from ..tokenization_pixelbytes import ActionPixelBytesTokenizer
-from ..vocabulary import PxByVocabulary, control_vocabulary, default_vocabulary
+from ..vocabulary import PxByVocabulary, control_vocabulary, default_vocabulary, v1_vocabulary
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +78,11 @@ __all__ = [
     "apxby_config_to_kwargs",
     "convert_apxby_state_dict",
     "convert_original",
+    "convert_v1_state_dict",
     "detect_original_format",
     "load_original_checkpoint",
     "make_tokenizer",
+    "v1_config_to_kwargs",
 ]
 
 APXBY_ARCHITECTURE = "aPxBySequenceModel"
@@ -388,7 +411,7 @@ def _describe(dims: dict[str, Any]) -> str:
 
 
 # -------------------------------------------------------------------------------------------------
-# v1 (validated, then refused with the list of what is missing)
+# v1 (SimpleRNNModel / bMamba / SimpleTransformerModel)
 # -------------------------------------------------------------------------------------------------
 def _v1_settings(config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     problems: list[str] = []
@@ -526,56 +549,95 @@ def _v1_target_kwargs(architecture: str, s: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-def _probe(build: Any) -> str | None:
-    try:
-        build()
-    except (NotImplementedError, ValueError, TypeError) as err:
-        return str(err).splitlines()[0]
-    return None
+def v1_config_to_kwargs(config: dict[str, Any]) -> dict[str, Any]:
+    """``PxByConfig`` keyword arguments equivalent to an original v1 ``config.json`` (``SimpleRNNModel``,
+    ``bMamba`` or ``SimpleTransformerModel``; DESIGN §6, §9). ``ValueError`` lists every bad setting."""
+    architecture, settings = _v1_settings(config)
+    return _v1_target_kwargs(architecture, settings)
 
 
-def _v1_missing(architecture: str, target: dict[str, Any]) -> list[str]:
-    """Every piece a v1 conversion needs that pixelbytes does not have yet (probed, not hard-coded)."""
-    missing = []
-    V = target["vocab_size"]
-    vocab_error = _probe(lambda: PxByVocabulary(levels=())) or _probe(
-        lambda: PxByConfig(vocab_size=V, num_bytes=58, num_colors=V - 58, num_levels=0)
-    )
-    if vocab_error:
-        missing.append(f"the {V}-id v1 vocabulary (58 bytes + 55 colours, no action levels): {vocab_error}")
-    tiny = {"embed_size": 18, "hidden_size": 8, "num_hidden_layers": 1}
-    embedding = target["embedding"]
-    error = _probe(
-        lambda: PxBySequenceModel(PxByConfig(**tiny, embedding=embedding, window_conv=target["window_conv"]))
-    )
-    if error:
-        name = "the v1 PxByEmbed 3×3 window embedding" if embedding == "window3x3" else "the v1 centre embedding"
-        missing.append(f"embedding={embedding!r} ({name}): {error}")
-    backbone_keys = ("backbone", "mamba_style", "attention_style", "bidirectional", "num_attention_heads")
-    backbone = {k: target[k] for k in backbone_keys if k in target}
-    if backbone.get("backbone") == "attention":
-        tiny = {**tiny, "embed_size": 12, "hidden_size": 12, "intermediate_size": 48}
-    error = _probe(lambda: PxBySequenceModel(PxByConfig(**tiny, **backbone)))
-    if error:
-        missing.append(f"the {architecture} backbone {backbone}: {error}")
-    missing.append("the v1 weight-name mapping (original keys → pixelbytes keys), written once the above exist")
-    return missing
+def _v1_rename(architecture: str, s: dict[str, Any], key: str) -> str:
+    """The ``PxBySequenceModel`` name of an original v1 parameter (the key was checked against the expected set)."""
+    if key == "embedding.weight":  # centre embedding
+        return "embedding.token_embedding.weight"
+    if key.startswith("embedding."):  # PxByEmbed: WindowEmbedding keeps the original names
+        return key
+    if architecture == "SimpleRNNModel":
+        if key.startswith("_lstm."):  # first layer (bidirectional or not)
+            return "backbone.lstms.0." + key.removeprefix("_lstm.")
+        if key.startswith("lstm."):
+            rest = key.removeprefix("lstm.")
+            if s["bidirectional"]:  # bidirectional="first_layer": the unidirectional rest is its own nn.LSTM
+                return "backbone.lstms.1." + rest
+            name, layer = rest.rsplit("_l", 1)  # unidirectional: one nn.LSTM, the original layer k is our k + 1
+            return f"backbone.lstms.0.{name}_l{int(layer) + 1}"
+        return "lm_head." + key.removeprefix("fc.")
+    if architecture == "bMamba":
+        if key.startswith("_mamba."):
+            return "backbone.mixers.0." + key.removeprefix("_mamba.")
+        if key.startswith("layers."):
+            index, rest = key.removeprefix("layers.").split(".", 1)
+            return f"backbone.mixers.{int(index) + 1}.{rest}"
+        if key.startswith("norm."):
+            return "backbone." + key
+        return key  # lm_head.weight
+    if key.startswith("transformer_encoder."):
+        return "backbone.encoder." + key.removeprefix("transformer_encoder.")
+    return "lm_head." + key.removeprefix("fc.")
 
 
-def _refuse_v1(checkpoint: OriginalCheckpoint) -> None:
-    architecture, settings = _v1_settings(checkpoint.config)
+def convert_v1_state_dict(
+    config: dict[str, Any], state_dict: dict[str, torch.Tensor], source: str = "the checkpoint"
+) -> dict[str, torch.Tensor]:
+    """Check an original v1 state dict against its config (``ValueError`` listing every missing / unexpected key
+    and wrong shape) and rename it to ``PxBySequenceModel`` keys.
+
+    ===============================================  =============================================
+    original v1                                      pixelbytes
+    ===============================================  =============================================
+    ``embedding.{alpha, linear_embedding, …}``       ``embedding.{…}`` (window3x3, same names)
+    ``embedding.weight`` (centre)                    ``embedding.token_embedding.weight``
+    ``_lstm.*`` / ``lstm.*_lK`` (bidirectional)      ``backbone.lstms.0.*`` / ``backbone.lstms.1.*_lK``
+    ``_lstm.*_l0`` / ``lstm.*_lK`` (unidirectional)  ``backbone.lstms.0.*_l0`` / ``…_l{K+1}``
+    ``_mamba.*`` / ``layers.K.*`` / ``norm.*``       ``backbone.mixers.0.*`` / ``mixers.{K+1}.*`` / ``backbone.norm.*``
+    ``transformer_encoder.layers.K.*``               ``backbone.encoder.layers.K.*``
+    ``fc.{weight, bias}``                            ``lm_head.{weight, bias}``
+    ``lm_head.weight`` (bMamba, no bias)             ``lm_head.weight`` + a zero ``lm_head.bias``
+    ===============================================  =============================================
+    """
+    architecture, settings = _v1_settings(config)
     _check_state_dict(
-        _v1_expected_shapes(architecture, settings),
-        checkpoint.state_dict,
-        checkpoint.source,
-        f"its v1 {architecture} config {settings}",
+        _v1_expected_shapes(architecture, settings), state_dict, source, f"its v1 {architecture} config {settings}"
     )
-    target = _v1_target_kwargs(architecture, settings)
-    missing = _v1_missing(architecture, target)
-    raise NotImplementedError(
-        f"cannot convert {checkpoint.source}: it is a valid v1 {architecture} checkpoint (PxByConfig equivalent "
-        f"{target}), but pixelbytes does not have yet:\n  - " + "\n  - ".join(missing)
-    )
+    converted = {
+        _v1_rename(architecture, settings, key): tensor.detach().clone().float() for key, tensor in state_dict.items()
+    }
+    if architecture == "bMamba":
+        converted["lm_head.bias"] = torch.zeros(settings["vocab_size"])
+    return converted
+
+
+def _convert_v1(
+    checkpoint: OriginalCheckpoint, vocabulary: str | PxByVocabulary, tokenizer_kwargs: dict[str, Any]
+) -> tuple[PxBySequenceModel, ActionPixelBytesTokenizer]:
+    config = checkpoint.config
+    kwargs = v1_config_to_kwargs(config)
+    weights = convert_v1_state_dict(config, checkpoint.state_dict, checkpoint.source)
+    tokenizer = make_tokenizer(vocabulary, **tokenizer_kwargs)
+    vocab_size = kwargs.pop("vocab_size")
+    if tokenizer.vocab_size != vocab_size:
+        raise ValueError(
+            f"the v1 checkpoint's vocab_size {vocab_size} does not match the {tokenizer.vocab_size}-id vocabulary "
+            f"{vocabulary if isinstance(vocabulary, str) else 'given'!r} (v1 models use vocabulary='v1', 113 ids)"
+        )
+    model = PxBySequenceModel(PxByConfig.from_tokenizer(tokenizer, **kwargs))
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as err:  # pragma: no cover - the shapes were checked above
+        raise ValueError(f"cannot load the converted weights of {checkpoint.source}: {err}") from err
+    model.eval()
+    logger.info("converted the v1 checkpoint %s → PxByConfig(%s)", checkpoint.source, kwargs)
+    return model, tokenizer
 
 
 # -------------------------------------------------------------------------------------------------
@@ -583,9 +645,10 @@ def _refuse_v1(checkpoint: OriginalCheckpoint) -> None:
 # -------------------------------------------------------------------------------------------------
 def make_tokenizer(vocabulary: str | PxByVocabulary = "default", **tokenizer_kwargs: Any) -> ActionPixelBytesTokenizer:
     """The tokenizer of a converted checkpoint: ``vocabulary`` = ``"default"`` (the published 151 ids),
-    ``"control"`` (the control experiments' 151 ids) or a :class:`PxByVocabulary`."""
+    ``"control"`` (the control experiments' 151 ids), ``"v1"`` (the 113 ids of the v1 models: bytes and colours,
+    no audio) or a :class:`PxByVocabulary`."""
     if isinstance(vocabulary, str):
-        tables = {"default": default_vocabulary, "control": control_vocabulary}
+        tables = {"default": default_vocabulary, "control": control_vocabulary, "v1": v1_vocabulary}
         if vocabulary not in tables:
             raise ValueError(f"vocabulary must be one of {sorted(tables)} or a PxByVocabulary, got {vocabulary!r}")
         vocabulary = tables[vocabulary]()
@@ -601,7 +664,7 @@ def convert_original(
     cache_dir: str | os.PathLike | None = None,
     token: str | bool | None = None,
     local_files_only: bool = False,
-    vocabulary: str | PxByVocabulary = "default",
+    vocabulary: str | PxByVocabulary | None = None,
     tokenizer_kwargs: dict[str, Any] | None = None,
 ) -> tuple[PxBySequenceModel, ActionPixelBytesTokenizer]:
     """Convert an original PixelBytes checkpoint (local directory or Hub repo + ``subfolder``).
@@ -611,7 +674,8 @@ def convert_original(
         subfolder: where the checkpoint lives inside it (e.g. ``"lstm_autoregressive_last"``).
         config_name: the config file to read (e.g. an alternative key set).
         revision / cache_dir / token / local_files_only: passed to ``hf_hub_download``.
-        vocabulary: ``"default"`` (151 ids), ``"control"`` or a :class:`PxByVocabulary`; the original
+        vocabulary: ``"default"`` (151 ids), ``"control"``, ``"v1"`` (113 ids) or a :class:`PxByVocabulary`;
+            ``None`` (default) = ``"v1"`` for v1 checkpoints, ``"default"`` for aPxBy ones. The original
             ``vocab_size`` cannot tell the two 151-id tables apart, so choose the one the model was trained with.
         tokenizer_kwargs: extra :class:`ActionPixelBytesTokenizer` settings (e.g. ``{"data_slicing": 2}``);
             checkpoints with the older key set (``AR``) default to ``audio_normalization="zscore"``, the
@@ -619,12 +683,14 @@ def convert_original(
 
     Returns:
         ``(model, tokenizer)`` in the pixelbytes format (``save_pretrained`` / ``push_to_hub`` ready); the
-        model is in eval mode and gives the original's logits on the same 6-slot contexts.
+        model is in eval mode and gives the original's logits on the same inputs (aPxBy: the 6-slot contexts;
+        v1: the 3×3 windows flattened to ``context_ids (B, L, 9)`` or, centre models, the tokens; the original
+        v1 models output the last position only, ``logits[:, -1]`` here).
 
     Raises:
         ValueError: unknown format, inconsistent config or weights (everything that did not match is listed).
-        NotImplementedError: a valid checkpoint whose model pixelbytes cannot build yet (diffusion objective,
-            v1 embeddings / backbones); the message lists what is missing.
+        NotImplementedError: a valid checkpoint whose model pixelbytes cannot build yet; the message lists
+            what is missing.
         FileNotFoundError: no config or weights at that location.
     """
     checkpoint = load_original_checkpoint(
@@ -637,7 +703,8 @@ def convert_original(
         local_files_only=local_files_only,
     )
     if detect_original_format(checkpoint.config) == "v1":
-        _refuse_v1(checkpoint)
+        return _convert_v1(checkpoint, "v1" if vocabulary is None else vocabulary, dict(tokenizer_kwargs or {}))
+    vocabulary = "default" if vocabulary is None else vocabulary
     config, state_dict = checkpoint.config, checkpoint.state_dict
     kwargs = apxby_config_to_kwargs(config, state_dict)
     weights = convert_apxby_state_dict(config, state_dict, checkpoint.source)
