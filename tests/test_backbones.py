@@ -406,6 +406,31 @@ def test_mamba_cache_holds_conv_and_ssm_states(stream):
     assert [t.shape for t in cache.states["ssm"]] == [(1, 32, 4)] * 2
 
 
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_v1_mamba_style(bidirectional, stream, tok, tmp_path):
+    """mamba_style="v1" (the v1 bMamba, exact against the mamba_ssm math in test_conversion): plain mixers, one
+    LayerNorm after the shared-weight bidirectional first layer; trains, reloads, padding-exact, cached == full."""
+    model = make_model(("mamba", bidirectional, "window3x3", "next_token"), mamba_style="v1", hidden_size=18).train()
+    names = {name.split(".", 2)[1] for name, _ in model.named_parameters() if name.startswith("backbone.")}
+    assert names == ({"mixers", "norm"} if bidirectional else {"mixers"})
+    assert not any(name.startswith("backbone.mixers.0.in_proj.bias") for name, _ in model.named_parameters())
+    out = model(input_ids=stream, labels=stream)
+    out.loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    model.eval().save_pretrained(tmp_path)
+    with torch.no_grad():
+        reference = model(input_ids=stream).logits
+        torch.testing.assert_close(AutoModel.from_pretrained(tmp_path).eval()(input_ids=stream).logits, reference)
+        batch = tok(PROMPTS, padding=True, padding_side="left", return_tensors="pt")
+        padded = model(**batch).logits
+        alone = model(**tok(PROMPTS[1], return_tensors="pt")).logits[0]
+        torch.testing.assert_close(padded[1][batch["attention_mask"][1].bool()], alone, atol=1e-5, rtol=1e-5)
+        if not bidirectional:
+            cached = model.generate(**batch, max_new_tokens=6, do_sample=False)
+            recomputed = model.generate(**batch, max_new_tokens=6, do_sample=False, use_cache=False)
+            assert torch.equal(cached, recomputed)
+
+
 # -------------------------------------------------------------------------------------------------
 # errors
 # -------------------------------------------------------------------------------------------------
@@ -434,7 +459,6 @@ def test_invalid_combinations_are_value_errors(kwargs, message):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"backbone": "mamba", "mamba_style": "v1"}, "mamba_style"),
         ({"objective": "diffusion", "bidirectional": True, "diffusion_scheme": "embedding_noise"}, "embedding_noise"),
     ],
 )

@@ -520,9 +520,22 @@ def test_cli_convert(tmp_path, monkeypatch, capsys):
     (commit,) = api.commits
     assert set(commit["files"]) == {"README.md"} | MODEL_FILES | TOKENIZER_FILES
 
-    args = parse("convert", ORIGINAL / "v1_rnn_bi_center", tmp_path / "v1", "--no-card")
+    # a v1 checkpoint: the 113-id v1 vocabulary by default, the original's last-position logits
+    args = parse("convert", ORIGINAL / "v1_rnn_bi_pxby_conv", tmp_path / "v1", "--no-card")
+    assert args.func(args) == 0
+    assert "converted" in capsys.readouterr().out
+    v1_model = PxBySequenceModel.from_pretrained(tmp_path / "v1").eval()
+    v1_tokenizer = ActionPixelBytesTokenizer.from_pretrained(tmp_path / "v1")
+    assert v1_tokenizer.vocab_size == v1_model.config.vocab_size == 113
+    v1_model.config.check_tokenizer(v1_tokenizer)
+    io = load_file(ORIGINAL / "v1_rnn_bi_pxby_conv" / "golden_io.safetensors")
+    windows = io["inputs"]
+    with torch.no_grad():
+        got = v1_model(input_ids=windows[:, :, 1, 1], context_ids=windows.flatten(2)).logits[:, -1]
+    torch.testing.assert_close(got, io["logits"], atol=1e-5, rtol=0)
+    args = parse("convert", ORIGINAL / "v1_rnn_bi_center", tmp_path / "v1c", "--no-card", "--vocabulary", "default")
     assert args.func(args) == 1
-    assert "113-id v1 vocabulary" in capsys.readouterr().err
+    assert "vocab_size 113 does not match the 151-id vocabulary" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         parse("convert", ORIGINAL, out, "--data-slicing", "a,b")
 

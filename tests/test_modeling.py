@@ -56,6 +56,8 @@ def test_published_parameter_counts():
         ({"bidirectional": "both"}, "bidirectional"),
         ({"dropout": 1.5}, "dropout"),
         ({"pad_token_id": 3}, "0/1/2"),
+        ({"num_levels": -1, "vocab_size": 112}, "num_levels must be a non-negative integer"),
+        ({"num_levels": 0}, "do not add up"),  # 0 levels is the v1 vocabulary: vocab_size 113
     ],
 )
 def test_config_validation(kwargs, message):
@@ -75,8 +77,10 @@ def test_config_round_trip_and_autoconfig(tmp_path):
 
 
 def test_unavailable_options_are_clear_errors():
-    with pytest.raises(NotImplementedError, match="mamba_style"):
-        PxBySequenceModel(PxByConfig(backbone="mamba", mamba_style="v1"))
+    with pytest.raises(ValueError, match="mamba_style"):
+        PxByConfig(backbone="mamba", mamba_style="v2")
+    v1 = PxByConfig(vocab_size=113, num_levels=0, backbone="mamba", mamba_style="v1")  # the v1 bMamba: available
+    assert (v1.num_levels, v1.mamba_style) == (0, "v1")
     with pytest.raises(NotImplementedError, match="diffusion"):
         PxBySequenceModel(PxByConfig(objective="diffusion", bidirectional=True, diffusion_scheme="embedding_noise"))
 

@@ -20,6 +20,7 @@ from pixelbytes.vocabulary import (
     generate_action_levels,
     generate_bytes,
     generate_palette,
+    v1_vocabulary,
 )
 
 # DESIGN §3, written out independently of the implementation.
@@ -152,7 +153,18 @@ def test_custom_vocabulary_layout():
     assert list(v.token_classes) == [PAD, ROW, SEP, BYTE, BYTE, COLOUR, COLOUR, LEVEL, LEVEL]
 
 
-@pytest.mark.parametrize("make", [default_vocabulary, control_vocabulary])
+def test_v1_vocabulary_is_the_published_table_without_levels(vocab):
+    """The 113 ids of the v1 models: the same 58 bytes and 55 colours in the same order, no action levels."""
+    v1 = v1_vocabulary()
+    assert v1.vocab_size == 113 and v1.table_sizes() == {"num_bytes": 58, "num_colors": 55, "num_levels": 0}
+    assert list(v1.byte_values[3:23]) == BYTES_3_TO_22 and list(v1.byte_values[25:32]) == BYTES_25_TO_31
+    assert list(v1.palette) == NES_PALETTE
+    assert v1.tokens == vocab.tokens[:113] and not v1.has_levels and vocab.has_levels
+    assert set(v1.token_classes.tolist()) == {PAD, ROW, SEP, BYTE, COLOUR}
+    assert v1.fingerprint != vocab.fingerprint
+
+
+@pytest.mark.parametrize("make", [default_vocabulary, control_vocabulary, v1_vocabulary])
 def test_to_dict_from_dict_round_trip(make):
     v = make()
     data = json.loads(json.dumps(v.to_dict()))  # what pxby_vocab.json holds

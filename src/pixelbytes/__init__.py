@@ -19,7 +19,7 @@ from .generation_pixelbytes import (
 from .layout import BatchLayoutTracker, LayoutTracker, batch_context_ids, batch_windows, stream_contexts
 from .modeling_pixelbytes import PxByModelOutput, PxBySequenceModel
 from .tokenization_pixelbytes import ActionPixelBytesTokenizer, MultimodalOutput
-from .vocabulary import PxByVocabulary, control_vocabulary, default_vocabulary
+from .vocabulary import PxByVocabulary, control_vocabulary, default_vocabulary, v1_vocabulary
 
 __version__ = "0.1.0.dev0"
 
@@ -54,4 +54,5 @@ __all__ = [
     "save_image",
     "save_wav",
     "stream_contexts",
+    "v1_vocabulary",
 ]

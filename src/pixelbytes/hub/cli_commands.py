@@ -64,9 +64,9 @@ def add_hub_commands(subparsers: argparse._SubParsersAction) -> None:
     convert.add_argument("--local-files-only", action="store_true", help="only use the local Hub cache")
     convert.add_argument(
         "--vocabulary",
-        choices=("default", "control"),
-        default="default",
-        help="151-id table the model was trained with (default: the published one)",
+        choices=("default", "control", "v1"),
+        help="token table the model was trained with: the published 151 ids (default for aPxBy checkpoints), the "
+        "control experiments' 151 ids, or the 113 ids of the v1 models (default for v1 checkpoints)",
     )
     convert.add_argument(
         "--audio-normalization",
