@@ -456,15 +456,20 @@ def test_invalid_combinations_are_value_errors(kwargs, message):
         PxByConfig(**kwargs)
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"objective": "diffusion", "bidirectional": True, "diffusion_scheme": "embedding_noise"}, "embedding_noise"),
-    ],
-)
-def test_unimplemented_options_are_clear(kwargs, message):
-    with pytest.raises(NotImplementedError, match=message):
-        PxBySequenceModel(PxByConfig(**{**TINY, **kwargs}))
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_embedding_noise_diffusion_every_backbone(backbone, stream):
+    """The original diffusion scheme (pxby6 only; more in test_diffusion.py): 6·V head, clean forward = no noise."""
+    model = diffusion_model(backbone, "pxby6", diffusion_scheme="embedding_noise").train()
+    out = model(input_ids=stream, labels=stream)
+    assert out.context_logits.shape == (1, stream.shape[1], 6, 151)
+    assert torch.isfinite(out.loss)
+    out.loss.backward()
+    with torch.no_grad():
+        clean = model.eval()(input_ids=stream)
+        torch.testing.assert_close(clean.logits, clean.context_logits[:, :, 5])
+    with pytest.raises(ValueError, match="pxby6"):
+        PxByConfig(**{**TINY, "objective": "diffusion", "bidirectional": True, "diffusion_scheme": "embedding_noise",
+                      "embedding": "window3x3"})  # fmt: skip
 
 
 # -------------------------------------------------------------------------------------------------

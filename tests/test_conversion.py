@@ -87,11 +87,11 @@ def test_old_key_set_predict_checkpoint_loads():
     assert (tok.audio_normalization, tok.image_stride, tok.audio_stride) == ("minmax", 2, 2)
 
 
-def test_diffusion_is_refused_clearly_and_its_clean_forward_matches():
-    with pytest.raises(NotImplementedError, match=r"objective='diffusion'.*embedding_noise"):
-        convert_original(ORIGINAL / "apxby_diffusion_bi")
-    # Intended path once PxBySequenceModel implements the diffusion objective: convert_original just works.
-    # Until then the golden "clean forward" (t = 0, nothing masked) is a bidirectional LSTM + the 6·V head:
+def test_diffusion_checkpoint_converts_and_its_clean_forward_matches():
+    # convert_original builds an embedding_noise diffusion model (tests/test_diffusion.py checks it in depth);
+    # its golden "clean forward" (t = 0, nothing masked) is also a bidirectional LSTM + the 6·V head:
+    converted, _ = convert_original(ORIGINAL / "apxby_diffusion_bi")
+    assert converted.config.diffusion_scheme == "embedding_noise"
     checkpoint = load_original_checkpoint(ORIGINAL / "apxby_diffusion_bi")
     kwargs = apxby_config_to_kwargs(checkpoint.config)
     assert kwargs == {

@@ -81,8 +81,9 @@ def test_unavailable_options_are_clear_errors():
         PxByConfig(backbone="mamba", mamba_style="v2")
     v1 = PxByConfig(vocab_size=113, num_levels=0, backbone="mamba", mamba_style="v1")  # the v1 bMamba: available
     assert (v1.num_levels, v1.mamba_style) == (0, "v1")
-    with pytest.raises(NotImplementedError, match="diffusion"):
-        PxBySequenceModel(PxByConfig(objective="diffusion", bidirectional=True, diffusion_scheme="embedding_noise"))
+    # the original diffusion scheme is available: a 6·V head and no mask row
+    noisy = PxBySequenceModel(PxByConfig(objective="diffusion", bidirectional=True, diffusion_scheme="embedding_noise"))
+    assert noisy.lm_head.out_features == 6 * 151 and noisy.embedding.slot_embedding.num_embeddings == 151
 
 
 def test_tokenizer_model_mismatch(tok):

@@ -49,7 +49,8 @@ States = dict[str, list[torch.Tensor]]
 
 def embedding_rows(config: PxByConfig) -> int:
     """Rows of the embedding tables: the vocabulary, plus the mask id ``vocab_size`` for masked diffusion."""
-    return config.vocab_size + (1 if config.objective == "diffusion" else 0)
+    masked = config.objective == "diffusion" and config.diffusion_scheme == "masked"
+    return config.vocab_size + (1 if masked else 0)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -57,7 +57,11 @@ class PxByConfig(PretrainedConfig):
         num_attention_heads / intermediate_size / rope_theta / attention_style: attention extras.
     Objective:
         objective (`str`, ``"next_token"``): ``"next_token"``, ``"context"`` (6-slot prediction) or ``"diffusion"``.
-        diffusion_scheme (`str`, ``"masked"``), num_diffusion_steps (`int`, 5).
+        diffusion_scheme (`str`, ``"masked"``): ``"masked"`` (absorbing-state masked diffusion, a V head scoring
+            each token) or ``"embedding_noise"`` (the original aPxBy scheme: Gaussian noise on the pxby6 embeddings,
+            a 6·V head reconstructing every context slot).
+        num_diffusion_steps (`int`, 5): unmasking steps of ``infill`` (masked) / noise levels n of α = 1 - t/n
+            (embedding_noise).
         change_token_weight (`float`, 1.0): loss weight of targets that differ from the token before them.
             On sprites the cross-entropy is dominated by long runs of background; weighting the changes
             (e.g. 4.0) makes shapes and colour switches count.
@@ -159,6 +163,11 @@ class PxByConfig(PretrainedConfig):
             raise ValueError("bidirectional='first_layer' is the v1 RNN structure: only for backbone='lstm'")
         if self.objective == "diffusion" and not self.bidirectional:
             raise ValueError("objective='diffusion' needs a bidirectional backbone (bidirectional=True)")
+        if self.objective == "diffusion" and self.diffusion_scheme == "embedding_noise" and self.embedding != "pxby6":
+            raise ValueError(
+                "diffusion_scheme='embedding_noise' noises the 6 context-slot embeddings and reconstructs the 6 slots: "
+                f"it needs embedding='pxby6', got {self.embedding!r}"
+            )
         if not float(self.change_token_weight) > 0.0:
             raise ValueError(f"change_token_weight must be positive, got {self.change_token_weight}")
         if not 0.0 <= float(self.dropout) < 1.0:
@@ -201,8 +210,11 @@ class PxByConfig(PretrainedConfig):
 
     @property
     def output_size(self) -> int:
-        """Width of the output head: 6·V for the context objective, V otherwise."""
-        return self.vocab_size * (NUM_CONTEXT_SLOTS if self.objective == "context" else 1)
+        """Width of the output head: 6·V for the context objective and embedding-noise diffusion, V otherwise."""
+        six = self.objective == "context" or (
+            self.objective == "diffusion" and self.diffusion_scheme == "embedding_noise"
+        )
+        return self.vocab_size * (NUM_CONTEXT_SLOTS if six else 1)
 
     @classmethod
     def from_tokenizer(cls, tokenizer: Any, **kwargs: Any) -> PxByConfig:

@@ -11,7 +11,13 @@ context of position ``k + 1`` and ``logits[:, k]`` predicts token ``k + 1``):
   diffusion; ``logits[:, k]`` scores token k itself; the mask id is ``vocab_size`` (one more embedding row),
   only content tokens are masked, the layout comes from the clean structure and every context value that
   refers to a masked token is the mask id; loss on the masked positions; :meth:`PxBySequenceModel.infill`
-  fills chosen positions (the ``embedding_noise`` scheme of the original is not implemented yet);
+  fills chosen positions;
+* ``objective="diffusion"``, ``diffusion_scheme="embedding_noise"`` (the original aPxBy scheme, pxby6 only):
+  Gaussian noise on the embeddings of chosen context slots, ``x = (1 - α)·N(0, 1) + α·x`` with
+  ``α = 1 - t / num_diffusion_steps``; ``context_logits (B, L, 6, V)`` reconstruct every slot of
+  ``context_ids`` (no shift) and ``logits`` = slot 5 = token k itself; loss = mean cross-entropy over the 6
+  slots of every labelled row, noised or not (as the original); ``diffusion_step`` (t) and a token or slot
+  ``diffusion_mask`` control the noise, nothing noised = the clean forward of converted checkpoints;
 * bidirectional backbones ("window encoders", v1): the backbone reads ``input_ids[:, :-1]`` and its
   last position predicts ``input_ids[:, -1]``, the only label that counts; generation re-encodes the
   last ``window_size`` tokens at every step (no cache).
@@ -195,11 +201,6 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
 
     def __init__(self, config: PxByConfig) -> None:
         super().__init__(config)
-        if config.objective == "diffusion" and config.diffusion_scheme != "masked":
-            raise NotImplementedError(
-                f"objective='diffusion' with diffusion_scheme={config.diffusion_scheme!r} is not available yet; "
-                "use 'masked'"
-            )
         embeddings = {"pxby6": PxBy6Embedding, "window3x3": WindowEmbedding, "center": CenterEmbedding}
         backbones = {"lstm": LSTMBackbone, "attention": AttentionBackbone, "mamba": MambaBackbone}
         self.embedding = embeddings[config.embedding](config)
@@ -265,7 +266,7 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
             expected = (*input_ids.shape, self.config.num_context_slots)
             if tuple(context_ids.shape) != expected:
                 raise ValueError(f"context_ids must have shape {expected}, got {tuple(context_ids.shape)}")
-            top = V + (1 if self.config.objective == "diffusion" else 0)
+            top = V + (1 if self._objective == "diffusion" and self.config.diffusion_scheme == "masked" else 0)
             if context_ids.numel() and (int(context_ids.min()) < 0 or int(context_ids.max()) >= top):
                 raise ValueError(f"context_ids must be in [0, {top})")
 
@@ -304,10 +305,10 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
             if use_cache or past_key_values is not None:
                 raise ValueError("diffusion models have no cache (they re-encode the whole masked stream)")
             return self._forward_diffusion(
-                input_ids, context_ids, attention_mask, labels, diffusion_mask, output_hidden_states
+                input_ids, context_ids, attention_mask, labels, diffusion_mask, output_hidden_states, **kwargs
             )
-        if diffusion_mask is not None:
-            raise ValueError("diffusion_mask is only for objective='diffusion' models")
+        if diffusion_mask is not None or "diffusion_step" in kwargs or "diffusion_generator" in kwargs:
+            raise ValueError("diffusion_mask / diffusion_step / diffusion_generator are only for objective='diffusion'")
         causal = self._is_causal
         if use_cache is None:
             use_cache = self.config.use_cache and causal and not self.training
@@ -485,8 +486,14 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         return PxByModelOutput(logits=out, past_key_values=cache if use_cache else None)
 
     # ---------------------------------------------------------------------------------------------
-    # masked diffusion
+    # diffusion (masked and embedding_noise)
     # ---------------------------------------------------------------------------------------------
+    #: Generator of the training-time masks and noise of diffusion models (on the inputs' device). ``None`` (the
+    #: default) = torch's global RNG, which ``Trainer`` seeds (``set_seed``) and restores when resuming. In eval
+    #: mode, draws come from a generator seeded by the batch itself, so every evaluation of the same batch masks
+    #: and noises it the same way (comparable ``eval_loss``).
+    diffusion_generator: torch.Generator | None = None
+
     def content_positions(
         self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -495,22 +502,78 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         content = classes >= BYTE
         return content if attention_mask is None else content & attention_mask.bool()
 
+    def _slots_referring_to(
+        self, input_ids: torch.LongTensor, masked: torch.Tensor, attention_mask: torch.Tensor | None
+    ) -> tuple[torch.LongTensor, torch.Tensor]:
+        """The clean derived contexts and, per context value, whether it refers to a ``masked`` token. The layout
+        depends on token classes only: swap each masked token for another of its class, and every context value
+        that changes is one that refers to a masked token."""
+        clean = self.derive_context_ids(input_ids, attention_mask)
+        other = self._same_class_other.to(input_ids.device)[input_ids]
+        swapped = self.derive_context_ids(torch.where(masked, other, input_ids), attention_mask)
+        return clean, clean != swapped
+
     def diffusion_context_ids(
         self, input_ids: torch.LongTensor, masked: torch.Tensor, attention_mask: torch.Tensor | None = None
     ) -> torch.LongTensor:
         """Contexts of the stream whose ``masked`` positions are hidden: the layout comes from the clean structure
         and every context value that refers to a masked token (slot 5 of the next position, the row below, the
         next frame, the window centre…) becomes the mask id ``vocab_size``."""
-        clean = self.derive_context_ids(input_ids, attention_mask)
         if not bool(masked.any()):
-            return clean
+            return self.derive_context_ids(input_ids, attention_mask)
         if self.config.embedding == "center":
+            clean = self.derive_context_ids(input_ids, attention_mask)
             return clean.masked_fill(masked.unsqueeze(-1), self.config.vocab_size)
-        # the layout depends on token classes only: swap each masked token for another of its class, and every
-        # context value that changes is one that refers to a masked token
-        other = self._same_class_other.to(input_ids.device)[input_ids]
-        swapped = self.derive_context_ids(torch.where(masked, other, input_ids), attention_mask)
-        return clean.masked_fill(clean != swapped, self.config.vocab_size)
+        clean, refers = self._slots_referring_to(input_ids, masked, attention_mask)
+        return clean.masked_fill(refers, self.config.vocab_size)
+
+    def embedding_noise_slots(
+        self, input_ids: torch.LongTensor, masked: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``(B, L, 6)`` context slots to noise so that the ``masked`` tokens are hidden from an embedding-noise
+        model: every slot whose value is a masked token (slot 5 of its own row, the row below, the next frame…)
+        plus the original's pattern (reference inventory §3.5) — the whole row of a masked token and slots 0-4 of
+        the row after it."""
+        masked = masked.bool()
+        _, slots = self._slots_referring_to(input_ids, masked, attention_mask)
+        slots = slots | masked.unsqueeze(-1)
+        following = torch.zeros_like(masked)
+        following[:, 1:] = masked[:, :-1]
+        if attention_mask is not None:
+            following &= attention_mask.bool()
+        slots[..., : NUM_CONTEXT_SLOTS - 1] |= following.unsqueeze(-1)
+        return slots
+
+    def _diffusion_rng(self, input_ids: torch.LongTensor) -> torch.Generator | None:
+        """The generator of random masks / noise: :attr:`diffusion_generator` (or the global RNG) when training,
+        one seeded by the batch's ids in eval mode."""
+        if self.training:
+            generator = self.diffusion_generator
+            if generator is not None and generator.device.type != input_ids.device.type:
+                raise ValueError(
+                    f"diffusion_generator is on {generator.device}, the inputs on {input_ids.device}: "
+                    "create it on the model's device"
+                )
+            return generator
+        L = input_ids.shape[1]
+        weights = torch.arange(1, L + 1, device=input_ids.device, dtype=torch.long)
+        seed = int((input_ids.long() * weights).sum()) % (2**31 - 1) + L
+        return torch.Generator(device=input_ids.device).manual_seed(seed)
+
+    @staticmethod
+    def _trainer_normalised(
+        loss: torch.Tensor, labels: torch.LongTensor, num_items_in_batch: torch.Tensor | int | None
+    ) -> torch.Tensor:
+        """A per-batch mean loss, rescaled when the Trainer passes ``num_items_in_batch``. The Trainer then sums
+        the losses of accumulated batches (and of devices) without dividing: weighting each batch by its share of
+        the items the Trainer counted (``labels[:, 1:] != -100``, as ``loss_type="ForCausalLM"``) turns that sum
+        into a weighted mean."""
+        if num_items_in_batch is None:
+            return loss
+        share = (labels[:, 1:] != -100).sum()
+        if torch.is_tensor(num_items_in_batch):
+            num_items_in_batch = num_items_in_batch.to(loss.device)
+        return loss * share.to(loss.dtype) / num_items_in_batch
 
     def _forward_diffusion(
         self,
@@ -520,12 +583,27 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         labels: torch.LongTensor | None,
         diffusion_mask: torch.Tensor | None,
         output_hidden_states: bool | None,
+        **kwargs: Any,
     ) -> PxByModelOutput:
-        """``logits[:, k]`` scores token k itself (no shift). With ``labels`` and no ``diffusion_mask``, a masking
-        rate t ~ U(0, 1) is drawn per row and each content token is masked with probability t; the loss is the
-        cross-entropy on the masked positions."""
+        """``logits[:, k]`` scores token k itself (no shift).
+
+        Masked scheme: with ``labels`` and no ``diffusion_mask``, a masking rate t ~ U(0, 1) is drawn per row and
+        each content token is masked with probability t; the loss is the cross-entropy on the masked positions.
+        ``kwargs``: ``diffusion_step`` / ``diffusion_generator`` (embedding_noise, see
+        :meth:`_forward_embedding_noise`) and ``num_items_in_batch`` (Trainer).
+        """
+        diffusion_step = kwargs.pop("diffusion_step", None)
+        generator = kwargs.pop("diffusion_generator", None)
+        num_items = kwargs.get("num_items_in_batch")
         if attention_mask is not None and bool(attention_mask.all()):
             attention_mask = None
+        if self.config.diffusion_scheme == "embedding_noise":
+            return self._forward_embedding_noise(
+                input_ids, context_ids, attention_mask, labels, diffusion_mask, diffusion_step, generator,
+                output_hidden_states, num_items,
+            )  # fmt: skip
+        if diffusion_step is not None:
+            raise ValueError("diffusion_step (a noise level) is only for diffusion_scheme='embedding_noise'")
         content = self.content_positions(input_ids, attention_mask)
         if diffusion_mask is not None:
             masked = diffusion_mask.bool().to(input_ids.device)
@@ -534,12 +612,14 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
             if bool((masked & ~content).any()):
                 raise ValueError("only content tokens (bytes, colours, levels) can be masked; never PAD/ROW/SEP")
         elif labels is not None:
-            rate = torch.rand(input_ids.shape[0], 1, device=input_ids.device)
-            masked = (torch.rand(input_ids.shape, device=input_ids.device) < rate) & content
+            rng = generator if generator is not None else self._diffusion_rng(input_ids)
+            device = input_ids.device
+            rate = torch.rand(input_ids.shape[0], 1, device=device, generator=rng)
+            masked = (torch.rand(input_ids.shape, device=device, generator=rng) < rate) & content
             # at least one masked token per row that has content
             empty = ~masked.any(1) & content.any(1)
             if bool(empty.any()):
-                pick = torch.multinomial(content[empty].float(), 1)
+                pick = torch.multinomial(content[empty].float(), 1, generator=rng)
                 masked[empty] = masked[empty].scatter(1, pick, True)
         else:
             masked = torch.zeros_like(content)
@@ -560,11 +640,126 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
             else:
                 loss = logits.sum() * 0.0
                 acc = logits.new_zeros(())
+            loss = self._trainer_normalised(loss, labels, num_items)
         return PxByModelOutput(
             loss=loss,
             logits=logits,
             hidden_states=hidden if output_hidden_states else None,
             next_token_accuracy=acc,
+        )
+
+    def _original_noise_slots(
+        self, attention_mask: torch.Tensor | None, shape: tuple[int, int], generator: torch.Generator | None,
+        device: torch.device,
+    ) -> torch.Tensor:  # fmt: skip
+        """The original's training noise pattern, per row: ⌊3n/4⌋ positions drawn with replacement among the n
+        real ones (≈ 53 % distinct); each drawn row is noised in all 6 slots, the row after it in slots 0-4."""
+        B, L = shape
+        real = torch.ones(B, L, dtype=torch.bool, device=device) if attention_mask is None else attention_mask.bool()
+        n = real.sum(1)  # (B,)
+        draws = (3 * L) // 4
+        picked = torch.zeros(B, L, dtype=torch.bool, device=device)
+        if draws:
+            index = (torch.rand(B, draws, device=device, generator=generator) * n.unsqueeze(1)).long()
+            keep = torch.arange(draws, device=device) < (3 * n // 4).unsqueeze(1)
+            order = torch.argsort((~real).to(torch.int8), dim=1, stable=True)  # real positions first, in order
+            columns = order.gather(1, index.clamp(max=L - 1))
+            counts = torch.zeros(B, L, dtype=torch.long, device=device).scatter_add(1, columns, keep.long())
+            picked = (counts > 0) & real
+        slots = picked.unsqueeze(-1).expand(B, L, NUM_CONTEXT_SLOTS).clone()
+        following = torch.zeros_like(picked)
+        following[:, 1:] = picked[:, :-1]
+        slots[..., : NUM_CONTEXT_SLOTS - 1] |= (following & real).unsqueeze(-1)
+        return slots
+
+    def _forward_embedding_noise(
+        self,
+        input_ids: torch.LongTensor,
+        context_ids: torch.LongTensor | None,
+        attention_mask: torch.Tensor | None,
+        labels: torch.LongTensor | None,
+        diffusion_mask: torch.Tensor | None,
+        diffusion_step: Any,
+        generator: torch.Generator | None,
+        output_hidden_states: bool | None,
+        num_items: Any,
+    ) -> PxByModelOutput:
+        """The original aPxBy diffusion forward (reference inventory §3.5) on ``context_ids`` (derived when absent).
+
+        Which context slots are noised: ``diffusion_mask`` ``(B, L)`` = content tokens to hide
+        (:meth:`embedding_noise_slots`) or ``(B, L, 6)`` = the slots themselves; with ``labels`` and no mask, the
+        original's random training pattern; otherwise none (the clean forward). The noise level
+        ``diffusion_step`` t ∈ [0, n] (a number or a ``(B,)`` tensor, n = ``num_diffusion_steps``) gives
+        α = 1 - t/n; default n (pure noise) with a mask, t ~ U{n-1, n} (the original's training draw) with labels.
+        """
+        B, L = input_ids.shape
+        device = input_ids.device
+        n = self.config.num_diffusion_steps
+        if context_ids is None:
+            context_ids = self.derive_context_ids(input_ids, attention_mask)
+        slots = None
+        if diffusion_mask is not None:
+            mask = diffusion_mask.bool().to(device)
+            if mask.shape == (B, L):
+                if bool((mask & ~self.content_positions(input_ids, attention_mask)).any()):
+                    raise ValueError(
+                        "only content tokens (bytes, colours, levels) can be hidden; never PAD/ROW/SEP "
+                        "(a (batch, length, 6) slot mask noises any context slot)"
+                    )
+                slots = self.embedding_noise_slots(input_ids, mask, attention_mask)
+            elif mask.shape == (B, L, NUM_CONTEXT_SLOTS):
+                slots = mask
+            else:
+                raise ValueError(
+                    f"diffusion_mask must have shape {(B, L)} (tokens to hide) or {(B, L, NUM_CONTEXT_SLOTS)} "
+                    f"(context slots to noise), got {tuple(mask.shape)}"
+                )
+        elif labels is not None:
+            generator = generator if generator is not None else self._diffusion_rng(input_ids)
+            slots = self._original_noise_slots(attention_mask, (B, L), generator, device)
+            if diffusion_step is None:
+                diffusion_step = torch.randint(n - 1, n + 1, (B,), device=device, generator=generator)
+        elif diffusion_step is not None:
+            raise ValueError("diffusion_step needs a diffusion_mask (what to noise) or labels (the training noise)")
+        x = self.embedding(context_ids)  # (B, L, 6·e)
+        if slots is not None and bool(slots.any()):
+            step = torch.as_tensor(n if diffusion_step is None else diffusion_step, dtype=torch.float32, device=device)
+            if step.dim() > 1 or (step.dim() == 1 and step.shape[0] != B):
+                raise ValueError(f"diffusion_step must be a number or a ({B},) tensor, got shape {tuple(step.shape)}")
+            if bool((step < 0).any()) or bool((step > n).any()):
+                raise ValueError(f"diffusion_step must be in [0, num_diffusion_steps={n}]")
+            alpha = (1.0 - step / n).to(x.dtype).reshape(-1, 1, 1, 1)  # (B or 1, 1, 1, 1)
+            if generator is None:
+                generator = self._diffusion_rng(input_ids)
+            per_slot = x.view(B, L, NUM_CONTEXT_SLOTS, -1)
+            noise = torch.randn(per_slot.shape, device=device, dtype=x.dtype, generator=generator)
+            noisy = (1.0 - alpha) * noise + alpha * per_slot
+            x = torch.where(slots.unsqueeze(-1), noisy, per_slot).reshape(B, L, -1)
+        hidden, _ = self._encode(x, attention_mask, need_state=False)
+        V = self._vocab_size
+        context_logits = self.lm_head(hidden).view(B, L, NUM_CONTEXT_SLOTS, V)
+        logits = context_logits[:, :, NUM_CONTEXT_SLOTS - 1]
+        loss = next_acc = ctx_acc = None
+        if labels is not None:
+            rows = labels != -100
+            targets = context_ids.masked_fill(~rows.unsqueeze(-1), -100)
+            if bool(rows.any()):
+                loss = nn.functional.cross_entropy(context_logits.float().reshape(-1, V), targets.reshape(-1))
+                with torch.no_grad():
+                    predicted = context_logits.argmax(-1)
+                    ctx_acc = (predicted == context_ids)[rows].float().mean()
+                    next_acc = (predicted[..., -1] == context_ids[..., -1])[rows].float().mean()
+            else:
+                loss = context_logits.sum() * 0.0
+                next_acc = ctx_acc = logits.new_zeros(())
+            loss = self._trainer_normalised(loss, labels, num_items)
+        return PxByModelOutput(
+            loss=loss,
+            logits=logits,
+            context_logits=context_logits,
+            hidden_states=hidden if output_hidden_states else None,
+            next_token_accuracy=next_acc,
+            context_accuracy=ctx_acc,
         )
 
     @torch.no_grad()
@@ -574,13 +769,21 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         fill_mask: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         num_steps: int | None = None,
+        generator: torch.Generator | None = None,
     ) -> torch.LongTensor:
         """Fill the ``fill_mask`` positions of ``input_ids`` (batched; objective ``"diffusion"``).
 
         The tokens at the filled positions are placeholders whose CLASS is kept (a sprite pixel stays a colour, an
-        audio sample a level), so the layout of the stream never changes; their values are never read. Unmasking
-        runs over ``num_steps`` (default ``config.num_diffusion_steps``) steps, the most confident predictions
-        first. Every position outside ``fill_mask`` is returned unchanged.
+        audio sample a level), so the layout of the stream never changes; their values are never read. Every
+        position outside ``fill_mask`` is returned unchanged, and predictions are restricted to the placeholder's
+        class.
+
+        * ``masked``: unmasking runs over ``num_steps`` (default ``config.num_diffusion_steps``) steps, the most
+          confident predictions first.
+        * ``embedding_noise`` (the original sampler, greedy): ``num_steps + 1`` passes with t = num_steps … 0,
+          α = 1 - t/num_steps going from pure noise to clean; each pass noises every context slot of the filled
+          tokens (:meth:`embedding_noise_slots`) and rewrites all of them. ``generator`` draws the noise (default:
+          one seeded by the inputs).
         """
         if self.config.objective != "diffusion":
             raise ValueError("infill() needs an objective='diffusion' model")
@@ -596,6 +799,20 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         classes = torch.as_tensor(self._token_classes, device=input_ids.device)
         allowed = classes[input_ids].unsqueeze(-1) == classes  # (B, L, V): the placeholder's class
         ids = input_ids.clone()
+        if self.config.diffusion_scheme == "embedding_noise":
+            if not bool(remaining.any()):
+                return ids
+            if generator is None:
+                generator = self._diffusion_rng(input_ids)
+            n = self.config.num_diffusion_steps
+            for t in range(steps, -1, -1):
+                logits = self(
+                    input_ids=ids, attention_mask=attention_mask, diffusion_mask=remaining,
+                    diffusion_step=t * n / steps, diffusion_generator=generator,
+                ).logits  # fmt: skip
+                prediction = logits.float().masked_fill(~allowed, float("-inf")).argmax(-1)
+                ids = torch.where(remaining, prediction, ids)
+            return ids
         L = ids.shape[1]
         for step in range(steps):
             left = remaining.sum(1)  # (B,)

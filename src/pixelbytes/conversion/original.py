@@ -17,10 +17,9 @@ Two original formats exist (DESIGN §9; their ``config.json`` carries no ``model
   ``hidden_size`` (per direction) × dirs           ``hidden_size`` (the backbone's output width)
   ===============================================  =============================================
 
-  The diffusion objective is not implemented by :class:`~pixelbytes.PxBySequenceModel` yet: converting a
-  diffusion checkpoint validates it and then raises :class:`NotImplementedError` (its clean forward —
-  ``t = 0``, nothing masked — is a bidirectional ``objective="context"`` model, see
-  :func:`apxby_config_to_kwargs` / :func:`convert_apxby_state_dict`).
+  A diffusion checkpoint becomes ``objective="diffusion"``, ``diffusion_scheme="embedding_noise"`` with the
+  original ``num_diffusion_steps``; its clean forward (``t = 0``, nothing noised: no ``labels`` and no
+  ``diffusion_mask``) gives the original's ``(B, L, 6, V)`` logits as ``context_logits``.
 
 * **v1** (``model_type: "sequence-generator"``; ``SimpleRNNModel`` / ``bMamba`` / ``SimpleTransformerModel``;
   keys ``dim``, ``d_state``, ``depth``, ``vocab_size`` 113, optional ``pembed`` / ``pxby_embed`` /
@@ -722,14 +721,6 @@ def convert_original(
     try:
         model = PxBySequenceModel(pxby_config)
     except NotImplementedError as err:
-        if kwargs["objective"] == "diffusion":
-            raise NotImplementedError(
-                f"cannot convert {checkpoint.source}: it is an original diffusion checkpoint (bidirectional LSTM, "
-                f"Gaussian noise on the embeddings over {kwargs['num_diffusion_steps']} steps), and PxBySequenceModel "
-                "does not implement objective='diffusion' with diffusion_scheme='embedding_noise' yet "
-                f"({err}). Its weights were validated; its clean forward (t = 0, nothing masked) equals a "
-                "bidirectional objective='context' model (apxby_config_to_kwargs + convert_apxby_state_dict)"
-            ) from err
         raise NotImplementedError(f"cannot convert {checkpoint.source}: {err}") from err
     try:
         model.load_state_dict(weights, strict=True)

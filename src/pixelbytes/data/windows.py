@@ -99,10 +99,12 @@ class PxByWindowDataset(torch.utils.data.Dataset):
 @dataclass
 class PxByDataCollator:
     """Pads windows into a batch: ``input_ids`` (pad 0), ``context_ids`` (zero rows), ``labels`` (-100) and
-    ``attention_mask``; ``padding_side`` "right" (default) or "left"."""
+    ``attention_mask``; ``padding_side`` "right" (default) or "left". ``include_context_ids=False`` leaves the
+    contexts out (masked-diffusion models derive them from the masked stream themselves)."""
 
     pad_to_multiple_of: int | None = None
     padding_side: str = "right"
+    include_context_ids: bool = True
 
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
         if not features:
@@ -113,7 +115,7 @@ class PxByDataCollator:
         width = max(lengths)
         if self.pad_to_multiple_of:
             width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
-        slots = torch.as_tensor(features[0]["context_ids"]).shape[-1]
+        slots = torch.as_tensor(features[0]["context_ids"]).shape[-1] if self.include_context_ids else 0
         B = len(features)
         batch = {
             "input_ids": torch.zeros(B, width, dtype=torch.long),
@@ -125,9 +127,11 @@ class PxByDataCollator:
             span = slice(0, n) if self.padding_side == "right" else slice(width - n, width)
             ids = torch.as_tensor(feature["input_ids"], dtype=torch.long)
             batch["input_ids"][row, span] = ids
-            batch["context_ids"][row, span] = torch.as_tensor(feature["context_ids"], dtype=torch.long).reshape(
-                n, slots
-            )
+            if self.include_context_ids:
+                contexts = torch.as_tensor(feature["context_ids"], dtype=torch.long)
+                batch["context_ids"][row, span] = contexts.reshape(n, slots)
             batch["labels"][row, span] = torch.as_tensor(feature.get("labels", ids), dtype=torch.long)
             batch["attention_mask"][row, span] = 1
+        if not self.include_context_ids:
+            del batch["context_ids"]
         return batch

@@ -41,7 +41,16 @@ class ModelArguments:
     embed_size: int = field(default=126, metadata={"help": "Embedding width (divisible by 6 for pxby6)."})
     hidden_size: int = field(default=512, metadata={"help": "Backbone output width."})
     num_hidden_layers: int = field(default=2, metadata={"help": "Number of recurrent layers."})
-    objective: str = field(default="next_token", metadata={"help": "next_token or context (6-slot)."})
+    objective: str = field(
+        default="next_token", metadata={"help": "next_token, context (6-slot) or diffusion (needs --bidirectional)."}
+    )
+    bidirectional: bool = field(
+        default=False, metadata={"help": "Bidirectional backbone (needed by diffusion; a window encoder otherwise)."}
+    )
+    diffusion_scheme: str = field(
+        default="masked", metadata={"help": "Diffusion: masked (absorbing mask id) or embedding_noise (original)."}
+    )
+    num_diffusion_steps: int = field(default=5, metadata={"help": "Diffusion: infill steps / noise levels."})
     dropout: float = field(default=0.0, metadata={"help": "Dropout between recurrent layers."})
     change_token_weight: float = field(
         default=1.0, metadata={"help": "Loss weight of targets that differ from the previous token."}
@@ -117,6 +126,9 @@ def make_model(model_args: ModelArguments, tokenizer: ActionPixelBytesTokenizer)
         hidden_size=model_args.hidden_size,
         num_hidden_layers=model_args.num_hidden_layers,
         objective=model_args.objective,
+        bidirectional=model_args.bidirectional,
+        diffusion_scheme=model_args.diffusion_scheme,
+        num_diffusion_steps=model_args.num_diffusion_steps,
         dropout=model_args.dropout,
         change_token_weight=model_args.change_token_weight,
     )
@@ -201,19 +213,25 @@ def build_trainer(
 ) -> Trainer:
     """A ``Trainer`` wired for PixelBytes windows: collator, metrics (per modality, 6-slot for context)."""
     training_args.remove_unused_columns = False
-    if model.config.objective == "context":
+    config = model.config
+    if config.objective == "context":
         training_args.label_names = ["labels", "context_ids"]
     else:
         training_args.label_names = ["labels"]
+    diffusion = config.objective == "diffusion"
+    # diffusion: the model masks / noises each batch itself (random per batch, see PxBySequenceModel's
+    # diffusion_generator); masked diffusion derives its contexts from the masked stream, so the collator leaves
+    # them out. Its shifted next-token metrics would be meaningless: evaluation reports the denoising eval_loss.
+    collator = PxByDataCollator(include_context_ids=not (diffusion and config.diffusion_scheme == "masked"))
     return Trainer(
         model=model,
         args=training_args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
-        data_collator=PxByDataCollator(),
+        data_collator=collator,
         processing_class=tokenizer,
-        compute_metrics=make_compute_metrics(tokenizer.token_classes, model.config.objective),
-        preprocess_logits_for_metrics=preprocess_logits_for_metrics,
+        compute_metrics=None if diffusion else make_compute_metrics(tokenizer.token_classes, config.objective),
+        preprocess_logits_for_metrics=None if diffusion else preprocess_logits_for_metrics,
         callbacks=callbacks,
     )
 
