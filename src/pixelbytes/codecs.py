@@ -20,9 +20,11 @@ Faithful to the original tokenizer by default; deviations (documented, tested):
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
+import struct
 import unicodedata
 import wave
 from collections.abc import Sequence
@@ -44,6 +46,7 @@ __all__ = [
     "encode_audio",
     "encode_image",
     "encode_text",
+    "id_dtype",
     "image_to_frames",
     "mono_to_stereo",
     "normalize_audio",
@@ -118,8 +121,10 @@ def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
 class _ColorCache:
     """Nearest-palette-colour lookup over the 24-bit RGB cube, filled lazily per unique colour.
 
-    A dense table (16 MiB for ≤ 254 colours) starts as "unknown"; each image computes the CIE-Lab
-    nearest colour only for the colours it is the first to use. No start-up table build.
+    A dense table (16 MiB for ≤ 254 colours) indexed by the packed colour ``R | G << 8 | B << 16`` (the
+    little-endian ``uint32`` of an RGBA/RGBX pixel without its last byte, see :func:`_pack_rgb`) starts as
+    "unknown"; each image computes the CIE-Lab nearest colour only for the colours it is the first to use.
+    No start-up table build.
     """
 
     def __init__(self, palette: np.ndarray) -> None:
@@ -129,16 +134,25 @@ class _ColorCache:
         self.table: np.ndarray | None = None
 
     def lookup(self, packed: np.ndarray) -> np.ndarray:
+        """Palette index of every packed colour (any shape, integer values < 2**24)."""
         if self.table is None:
             self.table = np.full(1 << 24, self.unknown, dtype=self.dtype)
         idx = self.table[packed]
         missing = idx == self.unknown
         if missing.any():
             new = np.unique(packed[missing])
-            rgb = np.stack(((new >> 16) & 255, (new >> 8) & 255, new & 255), axis=-1)
+            rgb = np.stack((new & 255, (new >> 8) & 255, (new >> 16) & 255), axis=-1)
             self.table[new] = nearest_palette_index(rgb, self.palette_lab)
             idx = self.table[packed]
         return idx
+
+
+def _pack_rgb(rgb: np.ndarray) -> np.ndarray:
+    """``(..., 3)`` uint8 RGB → ``(...)`` uint32 ``R | G << 8 | B << 16`` (the colour table's key)."""
+    packed = rgb[..., 0].astype(np.uint32)
+    packed |= rgb[..., 1].astype(np.uint32) << 8
+    packed |= rgb[..., 2].astype(np.uint32) << 16
+    return packed
 
 
 def nearest_palette_index(rgb: np.ndarray, palette_lab: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
@@ -155,16 +169,19 @@ def nearest_palette_index(rgb: np.ndarray, palette_lab: np.ndarray, chunk: int =
 _COLOR_CACHES: dict[tuple, _ColorCache] = {}
 
 
+def _color_cache(vocab: PxByVocabulary) -> _ColorCache:
+    cache = _COLOR_CACHES.get(vocab.palette)
+    if cache is None:
+        cache = _COLOR_CACHES[vocab.palette] = _ColorCache(vocab.palette_array)
+    return cache
+
+
 def quantize_colors(rgb: np.ndarray, vocab: PxByVocabulary) -> np.ndarray:
     """Palette index (0-based) of the nearest palette colour for every pixel of a ``(..., 3)`` uint8 array."""
     rgb = np.asarray(rgb)
     if rgb.dtype != np.uint8 or rgb.shape[-1:] != (3,):
         raise ValueError(f"expected uint8 RGB pixels of shape (..., 3), got {rgb.dtype} {rgb.shape}")
-    cache = _COLOR_CACHES.get(vocab.palette)
-    if cache is None:
-        cache = _COLOR_CACHES[vocab.palette] = _ColorCache(vocab.palette_array)
-    r, g, b = (rgb[..., i].astype(np.int32) for i in range(3))
-    return cache.lookup((r << 16) | (g << 8) | b)
+    return _color_cache(vocab).lookup(_pack_rgb(rgb))
 
 
 def _background_rgb(background: Sequence[int] | None) -> tuple[int, int, int] | None:
@@ -179,23 +196,103 @@ def _background_rgb(background: Sequence[int] | None) -> tuple[int, int, int] | 
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 
 
-def _frame_to_rgb(frame: Image.Image, background: tuple[int, int, int] | None) -> np.ndarray:
-    """One PIL frame of any mode → ``(H, W, 3)`` uint8 RGB."""
+def _sixteen_bit_grey(frame: Image.Image) -> np.ndarray:
+    """A 16-bit / 32-bit greyscale PIL frame → ``(H, W, 3)`` uint8 RGB (16-bit scaled to 8 bits, not clipped)."""
+    values = np.asarray(frame, dtype=np.float64)
+    if frame.mode.startswith("I;16") or (values.size and values.max() > 255):
+        values = values / 257.0
+    grey = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=-1)
+
+
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+_RGB24 = np.uint32(0xFFFFFF)
+_OPAQUE = np.uint32(0xFF000000)
+
+
+def _frame_source(frame: Image.Image, bg: tuple[int, int, int] | None) -> tuple[Image.Image, bool]:
+    """One PIL frame as an ``RGB`` or ``RGBA`` PIL image (4 bytes per pixel in PIL's storage, RGB first) and
+    whether its alpha must be composited on ``bg`` (done later, on all kept pixels at once, by :func:`_rgb24`).
+
+    Without compositing, the RGB bytes are those of ``frame.convert("RGB")`` (an ``RGB`` / ``RGBA`` frame is used
+    as it is: ``convert("RGB")`` would only copy them); with it, those of ``frame.convert("RGBA")``.
+    """
     mode = frame.mode
     if mode in _SIXTEEN_BIT_MODES:
-        values = np.asarray(frame, dtype=np.float64)
-        if mode.startswith("I;16") or (values.size and values.max() > 255):
-            values = values / 257.0
-        grey = np.clip(np.rint(values), 0, 255).astype(np.uint8)
-        return np.repeat(grey[..., None], 3, axis=-1)
-    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in frame.info
-    if background is None or not has_alpha:
-        return np.asarray(frame.convert("RGB"))
-    rgba = np.asarray(frame.convert("RGBA"))
-    alpha = rgba[..., 3:4].astype(np.uint16)
-    bg = np.asarray(background, dtype=np.uint16)
-    mixed = (rgba[..., :3].astype(np.uint16) * alpha + bg * (255 - alpha) + 127) // 255
-    return mixed.astype(np.uint8)
+        return Image.fromarray(_sixteen_bit_grey(frame)), False
+    if bg is not None and (mode in _ALPHA_MODES or "transparency" in frame.info):
+        return (frame if mode == "RGBA" else frame.convert("RGBA")), True
+    return (frame if mode in ("RGB", "RGBA") else frame.convert("RGB")), False
+
+
+def _decode_frames(
+    image: Image.Image, bg: tuple[int, int, int] | None, frame_stride: int, max_pixels: int | None
+) -> tuple[np.ndarray, bool]:
+    """Decode every ``frame_stride``-th frame of a PIL image into ``(F, H, W)`` little-endian ``uint32`` pixels.
+
+    The low 24 bits are ``R | G << 8 | B << 16``. When the returned flag is True (``bg`` set and some frame has
+    alpha), the top byte is the alpha to composite (255 for frames without alpha); otherwise it is meaningless.
+    Each frame is copied once by PIL into one tall ``RGBA`` strip (no per-frame array), read back in one call.
+    """
+    width, height = image.size
+    n_frames = int(getattr(image, "n_frames", 1))
+    if width == 0 or height == 0:
+        raise ValueError(f"image has zero size ({width}x{height})")
+    _check_pixels(n_frames, height, width, max_pixels)
+    kept = range(0, n_frames, frame_stride)
+    strip = Image.new("RGBA", (width, height * len(kept)))
+    core = strip.im
+    alpha = np.zeros(len(kept), dtype=bool)
+    position = image.tell() if n_frames > 1 else 0
+    try:
+        for k, i in enumerate(kept):
+            if n_frames > 1:
+                image.seek(i)
+            image.load()
+            source, alpha[k] = _frame_source(image, bg)
+            if source.size != (width, height):
+                raise ValueError(f"frame {i} has size {source.size[::-1]}, frame 0 has {(height, width)}")
+            core.paste(source.im, (0, k * height, width, (k + 1) * height))
+    except (OSError, EOFError) as err:
+        raise ValueError(f"corrupted or truncated image: {err}") from err
+    finally:
+        if n_frames > 1:
+            image.seek(position)
+    pixels = np.frombuffer(strip.tobytes(), dtype="<u4").reshape(len(kept), height, width)
+    if not alpha.any():
+        return pixels, False
+    if not alpha.all():
+        pixels = pixels.copy()
+        pixels[~alpha] |= _OPAQUE
+    return pixels, True
+
+
+def _rgb24(pixels: np.ndarray, has_alpha: bool, bg: tuple[int, int, int] | None, stride: int = 1) -> np.ndarray:
+    """Kept pixels ``[:, ::stride, ::stride]`` of :func:`_decode_frames`'s output as a new ``(F, H', W')`` uint32
+    array of packed RGB (top byte 0), alpha composited on ``bg``: ``(c * a + bg * (255 - a) + 127) // 255`` per
+    channel."""
+    kept = pixels[:, ::stride, ::stride] if stride > 1 else pixels
+    rgb = kept & _RGB24
+    if has_alpha and bg is not None:
+        a = kept >> 24
+        rgb[a == 0] = bg[0] | bg[1] << 8 | bg[2] << 16  # (bg * 255 + 127) // 255 == bg
+        partial = (a != 0) & (a != 255)  # a == 255 leaves the colour unchanged
+        if partial.any():
+            px, pa = kept[partial], a[partial]
+            mixed = np.zeros(len(px), dtype=np.uint32)
+            for channel, value in enumerate(bg):
+                c = (px >> (8 * channel)) & 255
+                mixed |= ((c * pa + value * (255 - pa) + 127) // 255) << (8 * channel)
+            rgb[partial] = mixed
+    return rgb
+
+
+def _open_path(image: str | os.PathLike, fn: Any, *args: Any) -> Any:
+    try:
+        with Image.open(image) as opened:
+            return fn(opened, *args)
+    except (Image.DecompressionBombError, Image.UnidentifiedImageError, OSError) as err:
+        raise ValueError(f"cannot read image {os.fspath(image)!r}: {err}") from err
 
 
 def image_to_frames(
@@ -216,34 +313,26 @@ def image_to_frames(
     if isinstance(image, np.ndarray):
         return _array_to_frames(image, bg, frame_stride, max_pixels)
     if isinstance(image, (str, os.PathLike)):
-        try:
-            with Image.open(image) as opened:
-                return image_to_frames(opened, background, frame_stride, max_pixels)
-        except (Image.DecompressionBombError, Image.UnidentifiedImageError, OSError) as err:
-            raise ValueError(f"cannot read image {os.fspath(image)!r}: {err}") from err
+        return _open_path(image, image_to_frames, background, frame_stride, max_pixels)
     if not isinstance(image, Image.Image):
         raise TypeError(f"image must be a PIL image, a path or a uint8 array, got {type(image).__name__}")
-    width, height = image.size
-    n_frames = int(getattr(image, "n_frames", 1))
-    if width == 0 or height == 0:
-        raise ValueError(f"image has zero size ({width}x{height})")
-    _check_pixels(n_frames, height, width, max_pixels)
-    frames = []
-    position = image.tell() if n_frames > 1 else 0
-    try:
-        for i in range(0, n_frames, frame_stride):
-            if n_frames > 1:
-                image.seek(i)
-            frame = _frame_to_rgb(image, bg)
-            if frames and frame.shape != frames[0].shape:
-                raise ValueError(f"frame {i} has size {frame.shape[:2]}, frame 0 has {frames[0].shape[:2]}")
-            frames.append(frame)
-    except (OSError, EOFError) as err:
-        raise ValueError(f"corrupted or truncated image: {err}") from err
-    finally:
-        if n_frames > 1:
-            image.seek(position)
-    return np.stack(frames)
+    rgb = _rgb24(*_decode_frames(image, bg, frame_stride, max_pixels), bg)
+    return np.ascontiguousarray(rgb.view(np.uint8).reshape(*rgb.shape, 4)[..., :3])
+
+
+def _image_rgb24(
+    image: Any, bg: tuple[int, int, int] | None, frame_stride: int, image_stride: int, max_pixels: int | None
+) -> np.ndarray:
+    """The kept pixels of an image (every ``frame_stride``-th frame, every ``image_stride``-th row and column) as
+    packed ``uint32`` RGB ``(F, H, W)``: the same colours as ``image_to_frames(...)[:, ::s, ::s]``."""
+    if isinstance(image, np.ndarray):
+        frames = _array_to_frames(image, bg, frame_stride, max_pixels)
+        return _pack_rgb(frames[:, ::image_stride, ::image_stride])
+    if isinstance(image, (str, os.PathLike)):
+        return _open_path(image, _image_rgb24, bg, frame_stride, image_stride, max_pixels)
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"image must be a PIL image, a path or a uint8 array, got {type(image).__name__}")
+    return _rgb24(*_decode_frames(image, bg, frame_stride, max_pixels), bg, image_stride)
 
 
 def _check_pixels(frames: int, height: int, width: int, max_pixels: int | None) -> None:
@@ -277,6 +366,13 @@ def _array_to_frames(arr: np.ndarray, bg: tuple | None, frame_stride: int, max_p
     return arr
 
 
+def id_dtype(vocab: PxByVocabulary) -> np.dtype:
+    """The narrowest unsigned dtype holding every id of ``vocab`` (uint8 for the published vocabulary)."""
+    if vocab.vocab_size <= 1 << 8:
+        return np.dtype(np.uint8)
+    return np.dtype(np.uint16) if vocab.vocab_size <= 1 << 16 else np.dtype(np.int64)
+
+
 def encode_image(
     image: Any,
     vocab: PxByVocabulary,
@@ -284,15 +380,21 @@ def encode_image(
     frame_stride: int = 1,
     background: Sequence[int] | None = (255, 255, 255),
     max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+    dtype: Any = np.int64,
 ) -> np.ndarray:
     """Image → ``(F', H', W' + 1)`` id grid: nearest palette colour per pixel, then one extra column per row
-    (1 = row separator, 2 on each frame's last row)."""
+    (1 = row separator, 2 on each frame's last row). ``dtype`` must hold every id (see :func:`id_dtype`)."""
     if image_stride < 1:
         raise ValueError(f"image_stride must be >= 1, got {image_stride}")
-    frames = image_to_frames(image, background, frame_stride, max_pixels)[:, ::image_stride, ::image_stride]
-    F, H, W, _ = frames.shape
-    grid = np.empty((F, H, W + 1), dtype=np.int64)
-    grid[:, :, :W] = quantize_colors(frames, vocab) + vocab.color_offset
+    bg = _background_rgb(background)
+    if frame_stride < 1:
+        raise ValueError(f"frame_stride must be >= 1, got {frame_stride}")
+    packed = _image_rgb24(image, bg, frame_stride, image_stride, max_pixels)
+    F, H, W = packed.shape
+    grid = np.empty((F, H, W + 1), dtype=dtype)
+    colours = grid[:, :, :W]
+    colours[...] = _color_cache(vocab).lookup(packed)
+    colours += vocab.color_offset
     grid[:, :, W] = ROW_ID
     grid[:, -1, W] = SEP_ID
     return grid
@@ -419,18 +521,74 @@ def normalize_audio(x: np.ndarray, mode: str) -> np.ndarray:
     return np.clip(x, -1.0, 1.0)
 
 
-def quantize_levels(x: np.ndarray, levels: np.ndarray) -> np.ndarray:
-    """Index of the nearest level for every value (ties go to the lower index, like ``argmin``)."""
-    x = np.asarray(x, dtype=np.float64)
-    levels = np.asarray(levels, dtype=np.float64)
-    gaps = np.diff(levels)
-    if np.all(gaps > 0):
-        if np.allclose(gaps, gaps[0], rtol=1e-9, atol=0.0):  # evenly spaced (linspace): bracket arithmetically
-            lo = np.clip(np.floor((x - levels[0]) / gaps[0]).astype(np.int64), 0, len(levels) - 2)
+_LEVEL_THRESHOLDS: dict[bytes, tuple[np.ndarray, bool]] = {}
+
+
+def _float_key(x: float) -> int:
+    """Integer key with the order of the float64 values (adjacent floats have adjacent keys)."""
+    bits = struct.unpack("<q", struct.pack("<d", x))[0]
+    return bits if bits >= 0 else -(bits & 0x7FFFFFFFFFFFFFFF)
+
+
+def _key_float(key: int) -> float:
+    bits = key if key >= 0 else (-key) | -0x8000000000000000
+    return struct.unpack("<d", struct.pack("<q", bits))[0]
+
+
+def _tie_threshold(lo: float, hi: float) -> float:
+    """The largest float64 ``x`` with ``abs(x - lo) <= abs(x - hi)`` (float64 arithmetic), for ``lo < hi``.
+
+    On ``[lo, hi]`` the rounded ``x - lo`` never decreases and ``abs(x - hi)`` never increases as ``x`` grows, so
+    the comparison holds up to this value and fails above it: ``argmin`` picks ``lo`` (ties included) exactly
+    for ``x <= threshold``. Found by bisection over the ordered float64 values between ``lo`` and ``hi``.
+    """
+    good, bad = _float_key(lo), _float_key(hi)  # the comparison holds at lo and fails at hi
+    while bad - good > 1:
+        mid = (good + bad) // 2
+        x = _key_float(mid)
+        if abs(x - lo) <= abs(x - hi):
+            good = mid
         else:
-            lo = np.clip(np.searchsorted(levels, x), 1, len(levels) - 1) - 1
-        hi = lo + 1
-        return np.where(np.abs(x - levels[lo]) <= np.abs(x - levels[hi]), lo, hi)
+            bad = mid
+    return _key_float(good)
+
+
+def _level_thresholds(levels: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Exact tie thresholds between consecutive sorted levels (float64) and whether the levels are evenly spaced."""
+    key = levels.tobytes()
+    cached = _LEVEL_THRESHOLDS.get(key)
+    if cached is None:
+        values = levels.tolist()
+        thresholds = np.array([_tie_threshold(a, b) for a, b in itertools.pairwise(values)], dtype=np.float64)
+        gaps = np.diff(levels)
+        even = bool(np.allclose(gaps, gaps[0], rtol=1e-9, atol=0.0))
+        cached = _LEVEL_THRESHOLDS[key] = (thresholds, even)
+    return cached
+
+
+def quantize_levels(x: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """Index of the nearest level for every value: exactly ``np.abs(x[..., None] - levels).argmin(-1)`` computed in
+    float64 (ties go to the lower index), without the ``(..., n_levels)`` temporary.
+
+    For increasing levels, the index is the number of exact tie thresholds (:func:`_tie_threshold`) below ``x``.
+    Evenly spaced levels (``linspace``, the vocabulary's) get a candidate bracket ``j`` arithmetically, then
+    ``j + (x > threshold[j])``; a candidate off by one near a level is corrected by that same comparison.
+    """
+    x = np.asarray(x)
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
+    levels = np.asarray(levels, dtype=np.float64).reshape(-1)
+    if len(levels) > 1 and np.all(np.diff(levels) > 0) and np.isfinite(levels).all() and np.isfinite(x).all():
+        thresholds, even = _level_thresholds(levels)
+        if not even:
+            return np.searchsorted(thresholds, x, side="left")
+        # the candidate only has to be within one of the bracket: float32 input stays float32 for short tables
+        u = (x if len(levels) <= 4096 else x.astype(np.float64)) - levels[0]
+        u *= 1.0 / (levels[1] - levels[0])
+        np.clip(u, 0, len(levels) - 2, out=u)
+        j = u.astype(np.intp)
+        j += x > thresholds[j]  # compared in float64: exact
+        return j
     flat = x.reshape(-1)
     return np.abs(flat[:, None] - levels[None, :]).argmin(1).reshape(x.shape)
 
@@ -443,9 +601,11 @@ def encode_audio(
     stride: int = 1,
     sampling_rate: int | None = None,
     target_rate: int | None = None,
+    dtype: Any = np.int64,
 ) -> np.ndarray:
     """Audio / action clip → ``(T' + 1, 1, C)`` id grid: one frame per (strided) time step, then a
-    terminator frame ``[1, 2, 2, ...][:C]`` (``[1]`` for mono, ``[1, 2]`` for stereo)."""
+    terminator frame ``[1, 2, 2, ...][:C]`` (``[1]`` for mono, ``[1, 2]`` for stereo). ``dtype`` must hold
+    every id (see :func:`id_dtype`)."""
     if stride < 1:
         raise ValueError(f"audio_stride must be >= 1, got {stride}")
     x = validate_audio(audio, channels)
@@ -453,8 +613,10 @@ def encode_audio(
         x = resample_audio(x, sampling_rate, target_rate)
     q = quantize_levels(normalize_audio(x, normalization)[:, ::stride], vocab.levels_array)
     T = q.shape[1]
-    grid = np.empty((T + 1, 1, channels), dtype=np.int64)
-    grid[:T, 0, :] = q.T + vocab.level_offset
+    grid = np.empty((T + 1, 1, channels), dtype=dtype)
+    levels = grid[:T, 0, :]
+    levels[...] = q.T
+    levels += vocab.level_offset
     grid[T, 0, :] = SEP_ID
     grid[T, 0, 0] = ROW_ID
     return grid

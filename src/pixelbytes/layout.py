@@ -341,24 +341,60 @@ def grid_block_contexts(grid: np.ndarray) -> np.ndarray:
     Returns ``(T*H*W, 5)`` in raster order; each row is the continuation context of that cell
     (the block's first cell is handled by :func:`assemble_blocks`).
     """
-    grid = np.asarray(grid, dtype=np.int64)
+    grid = np.ascontiguousarray(grid, dtype=np.int64)
     out = np.zeros((*grid.shape, NUM_CONTEXT_SLOTS), dtype=np.int64)
     _write_grid_contexts(grid, out)
     return out[..., :5].reshape(-1, 5)
 
 
 def _write_grid_contexts(X: np.ndarray, blk: np.ndarray) -> None:
-    """Write slots 0-4 of every cell of grid ``X (T, H, W)`` straight into ``blk (T, H, W, 6)`` (a view of the
-    zero-initialised output): the same values as :func:`grid_block_contexts`, without temporaries. The
-    block's first cell is left untouched (it belongs to the state before the block)."""
-    blk[1:, 1:, :, 0] = X[:-1, :-1]  # X(t-1, r-1, c)
-    blk[1:, :, :, 1] = X[:-1]  # X(t-1, r, c)
-    blk[1:, :-1, :, 2] = X[:-1, 1:]  # X(t-1, r+1, c)
-    blk[:, 1:, 1:, 3] = X[:, :-1, :-1]  # X(t, r-1, c-1)
-    blk[:, 1:, :, 4] = X[:, :-1]  # X(t, r-1, c)
+    """Write slots 0-4 of every cell of grid ``X (T, H, W)`` straight into ``blk (T, H, W, 6)`` (a contiguous view
+    of the zero-initialised output, any dtype holding the ids). The block's first cell is left untouched (it
+    belongs to the state before the block).
+
+    In raster order every slot is the grid shifted by a constant offset (``S = H * W`` cells per frame):
+    X(t-1, r-1, c) = ``x[p - S - W]``, X(t-1, r, c) = ``x[p - S]``, X(t-1, r+1, c) = ``x[p - S + W]``,
+    X(t, r-1, c-1) = ``x[p - W - 1]``, X(t, r-1, c) = ``x[p - W]``: one long copy per slot, then the cells whose
+    neighbour lies outside the frame (first row, first column, last row) are zeroed again.
+    """
+    T, H, W = X.shape
+    n, S = X.size, H * W
+    x = X.reshape(-1)
+    rows = blk.reshape(n, NUM_CONTEXT_SLOTS)
+    if T > 1:
+        rows[S:, 1] = x[: n - S]
+    if H == 1:  # one row per frame (text, audio): only X(t-1, 0, c) exists
+        return
+    if T > 1:
+        rows[S + W :, 0] = x[: n - S - W]
+        rows[S - W :, 2] = x[: n - S + W]
+        blk[1:, 0, :, 0] = 0
+        blk[:, H - 1, :, 2] = 0  # H > 1: never the block's first cell
+    rows[W + 1 :, 3] = x[: n - W - 1]
+    rows[W:, 4] = x[: n - W]
+    blk[1:, 0, :, 3] = 0
+    blk[1:, 0, :, 4] = 0
+    blk[:, 1:, 0, 3] = 0
 
 
-def assemble_blocks(blocks: Sequence[tuple[int, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+def _work_dtype(grids: Sequence[np.ndarray]) -> np.dtype:
+    """The narrowest dtype holding every id of ``grids`` (uint8 / uint16 grids are not scanned), else int64."""
+    top = 0
+    for grid in grids:
+        if not grid.size:
+            continue
+        if grid.dtype in (np.uint8, np.uint16):
+            top = max(top, int(np.iinfo(grid.dtype).max))
+        elif grid.dtype.kind in "iu" and int(grid.min()) >= 0:
+            top = max(top, int(grid.max()))
+        else:
+            return np.dtype(np.int64)
+    return np.dtype(np.uint8 if top < 1 << 8 else np.uint16 if top < 1 << 16 else np.int64)
+
+
+def assemble_blocks(
+    blocks: Sequence[tuple[int, np.ndarray]], hf_aligned: bool = False, dtype: Any = np.int64
+) -> tuple[np.ndarray, np.ndarray]:
     """Concatenate tokenizer blocks into one stream and its contexts of positions ``0 .. L``.
 
     ``blocks`` are ``(kind, grid)`` pairs with ``grid`` of shape ``(T, H, W)`` as the codecs produce
@@ -367,29 +403,39 @@ def assemble_blocks(blocks: Sequence[tuple[int, np.ndarray]]) -> tuple[np.ndarra
     terminator frame. A text ending with SEP and an audio block close (the next position is fresh); an
     unterminated text continues (slot 5 only); an image stays open, so the next position gets the
     image's continuation context at ``(F, 0, 0)``, as in the streaming rule of DESIGN §5.
+
+    ``hf_aligned=True`` returns the contexts of positions ``1 .. L`` only (``L`` rows, the tokenizer's
+    ``context_ids``). Everything is computed in the narrowest dtype holding the ids (uint8 for the published
+    vocabulary: grids given in uint8 are used as they are) and cast once to ``dtype`` (``None``: left in that
+    narrow dtype).
     """
-    pieces = [np.asarray(grid, dtype=np.int64).reshape(-1) for _, grid in blocks]
-    ids = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
-    L = len(ids)
-    out = np.zeros((L + 1, NUM_CONTEXT_SLOTS), dtype=np.int64)
-    out[1:, 5] = ids
+    grids = [np.asarray(grid) for _, grid in blocks]
+    work = _work_dtype(grids)
+    L = sum(grid.size for grid in grids)
+    ids = np.empty(L, dtype=work)
+    out = np.zeros((L + 1, NUM_CONTEXT_SLOTS), dtype=work)
     s = 0
-    for (kind, grid), flat in zip(blocks, pieces):
-        n = len(flat)
+    for (kind, _), grid in zip(blocks, grids):
+        n = grid.size
         e = s + n
         if n == 0:
             continue
-        grid = np.asarray(grid, dtype=np.int64)
+        X = ids[s:e].reshape(grid.shape)
+        X[...] = grid
+        out[s + 1 : e + 1, 5] = ids[s:e]
         if n > 1:
-            _write_grid_contexts(grid, out[s:e].reshape(*grid.shape, NUM_CONTEXT_SLOTS))
+            _write_grid_contexts(X, out[s:e].reshape(*grid.shape, NUM_CONTEXT_SLOTS))
         if kind == IMAGE:
             T, H, _ = grid.shape
-            out[e, 1] = grid[T - 1, 0, 0]  # continuation at (T, 0, 0): X(T-1, 0, 0), X(T-1, 1, 0)
-            out[e, 2] = grid[T - 1, 1, 0] if H > 1 else 0
-        elif kind == AUDIO or flat[-1] == SEP_ID:
+            out[e, 1] = X[T - 1, 0, 0]  # continuation at (T, 0, 0): X(T-1, 0, 0), X(T-1, 1, 0)
+            out[e, 2] = X[T - 1, 1, 0] if H > 1 else 0
+        elif kind == AUDIO or ids[e - 1] == SEP_ID:
             out[e, 5] = 0
         s = e
-    return ids, out
+    contexts = out[1:] if hf_aligned else out
+    if dtype is None:
+        return ids, contexts
+    return ids.astype(dtype), contexts.astype(dtype)
 
 
 # ----------------------------------------------------------------------------------------------------

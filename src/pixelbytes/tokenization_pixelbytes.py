@@ -28,6 +28,7 @@ from .codecs import (
     encode_audio,
     encode_image,
     encode_text,
+    id_dtype,
     save_image,
     save_wav,
 )
@@ -296,8 +297,10 @@ class ActionPixelBytesTokenizer(PreTrainedTokenizer):
         audio: Any = None,
         sampling_rate: int | None = None,
         terminate_text: bool = True,
+        dtype: Any = np.int64,
     ) -> list[tuple[int, np.ndarray]]:
-        """One sample → its ``(kind, grid)`` blocks in stream order (text, image, audio)."""
+        """One sample → its ``(kind, grid)`` blocks in stream order (text, image, audio); image and audio grids
+        in ``dtype`` (it must hold every id: :func:`~pixelbytes.codecs.id_dtype`), text ids in int64."""
         blocks: list[tuple[int, np.ndarray]] = []
         if text is not None:
             ids, dropped = encode_text(text, self.vocabulary, terminate=terminate_text or image is not None
@@ -312,6 +315,7 @@ class ActionPixelBytesTokenizer(PreTrainedTokenizer):
                 frame_stride=self.frame_stride,
                 background=self.image_background,
                 max_pixels=self.max_image_pixels,
+                dtype=dtype,
             )
             blocks.append((IMAGE, grid))
         if audio is not None:
@@ -330,6 +334,7 @@ class ActionPixelBytesTokenizer(PreTrainedTokenizer):
                 stride=self.audio_stride,
                 sampling_rate=sampling_rate,
                 target_rate=self.sampling_rate,
+                dtype=dtype,
             )
             blocks.append((AUDIO, grid))
         if not blocks:
@@ -383,9 +388,10 @@ class ActionPixelBytesTokenizer(PreTrainedTokenizer):
             raise ValueError("text_pair is for text-only calls; a multimodal sample has one text")
         texts, imgs, clips, rates, batched = self._split_batch(text, images, audio, sampling_rate)
         streams, contexts = [], []
+        narrow = id_dtype(self.vocabulary)  # grids and contexts are built narrow, cast to int64 once in _pad_streams
         for t, im, au, sr in zip(texts, imgs, clips, rates):
-            ids, ctx = assemble_blocks(self.encode_sample_blocks(t, im, au, sr, terminate_text=add_special_tokens))
-            ctx = ctx[1:]
+            blocks = self.encode_sample_blocks(t, im, au, sr, terminate_text=add_special_tokens, dtype=narrow)
+            ids, ctx = assemble_blocks(blocks, hf_aligned=True, dtype=None)
             if truncation and max_length is not None:
                 ids, ctx = ids[:max_length], ctx[:max_length]
             streams.append(ids)
@@ -459,10 +465,10 @@ class ActionPixelBytesTokenizer(PreTrainedTokenizer):
             raise ValueError("samples have different lengths: pass padding=True to build tensors")
         width = max(max(lengths), target or 0)
         B = len(streams)
-        if B == 1 and width == lengths[0]:  # nothing to pad: views, no copy
-            data = {"input_ids": streams[0][None], "attention_mask": np.ones((1, width), dtype=np.int64)}
+        if B == 1 and width == lengths[0]:  # nothing to pad: one int64 copy of the (narrow) stream and contexts
+            data = {"input_ids": streams[0].astype(np.int64)[None], "attention_mask": np.ones((1, width), np.int64)}
             if contexts is not None:
-                data["context_ids"] = contexts[0][None]
+                data["context_ids"] = contexts[0].astype(np.int64)[None]
         else:
             data = {"input_ids": np.zeros((B, width), dtype=np.int64), "attention_mask": np.zeros((B, width), np.int64)}
             if contexts is not None:
@@ -476,6 +482,10 @@ class ActionPixelBytesTokenizer(PreTrainedTokenizer):
         if not return_attention_mask:
             del data["attention_mask"]
         if return_tensors is not None:
+            if return_tensors == "pt":  # share the fresh arrays' memory (BatchEncoding would copy them)
+                import torch
+
+                data = {key: torch.from_numpy(value) for key, value in data.items()}
             return BatchEncoding(data, tensor_type=return_tensors)
         ragged = {key: [row[:n] if padding_side == "right" else row[width - n :] for row, n in zip(value, lengths)]
                   for key, value in data.items()} if target is None else data  # fmt: skip
