@@ -40,6 +40,11 @@ class PxByConfig(PretrainedConfig):
             ``"window3x3"`` (v1 PxByEmbed) or ``"center"`` (the token only).
         embed_size (`int`, 126): embedding width; divisible by 6 for pxby6.
         window_conv (`bool`, True): the 3×3 convolution of PxByEmbed.
+        grid_position_size (`int`, 0): add learned embeddings of WHERE the next token lands (block kind, and for
+            image positions the frame, row and column, each clamped to ``grid_position_size - 1``) to the token
+            embedding. 0 = off, as in the papers; a recurrent model must otherwise count rows and columns to know
+            where a shape starts, which it learns slowly. Positions come from the layout (DESIGN §5), derived
+            from ``input_ids`` or passed as ``grid_positions``.
     Backbone:
         backbone (`str`, ``"lstm"``): ``"lstm"``, ``"mamba"`` or ``"attention"``.
         hidden_size (`int`, 512): the backbone's OUTPUT width (a bidirectional LSTM layer uses hidden_size/2 per
@@ -84,6 +89,7 @@ class PxByConfig(PretrainedConfig):
     embedding: str = "pxby6"
     embed_size: int = 126
     window_conv: bool = True
+    grid_position_size: int = 0
     backbone: str = "lstm"
     hidden_size: int = 512
     num_hidden_layers: int = 2
@@ -168,6 +174,14 @@ class PxByConfig(PretrainedConfig):
                 "diffusion_scheme='embedding_noise' noises the 6 context-slot embeddings and reconstructs the 6 slots: "
                 f"it needs embedding='pxby6', got {self.embedding!r}"
             )
+        if not isinstance(self.grid_position_size, int) or isinstance(self.grid_position_size, bool) or (
+            self.grid_position_size < 0
+        ):
+            raise ValueError(
+                f"PxByConfig.grid_position_size must be a non-negative integer, got {self.grid_position_size!r}"
+            )
+        if self.grid_position_size and self.objective == "diffusion":
+            raise ValueError("grid_position_size is not available with objective='diffusion' (use 0)")
         if not float(self.change_token_weight) > 0.0:
             raise ValueError(f"change_token_weight must be positive, got {self.change_token_weight}")
         if not 0.0 <= float(self.dropout) < 1.0:

@@ -49,6 +49,9 @@ def demo_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--learning-rate", type=float, default=5e-3)
     parser.add_argument("--change-token-weight", type=float, default=8.0)
+    parser.add_argument(
+        "--grid-position-size", type=int, default=16, help="grid-position embeddings (0 = off, the papers' model)"
+    )
     parser.add_argument("--train-eval-samples", type=int, default=32, help="training captions to evaluate")
     parser.add_argument(
         "--threads",
@@ -83,7 +86,9 @@ def _train(model, tokenizer, store, args, output_dir: Path) -> tuple[float, dict
     from .training.trainer import TimeBudgetCallback, build_trainer
 
     lengths = [len(s["input_ids"]) for s in store]
-    dataset = PxByWindowDataset(store, lengths, seq_length=max(lengths), stride=max(lengths) - 1)
+    dataset = PxByWindowDataset(
+        store, lengths, seq_length=max(lengths), stride=max(lengths) - 1, position_layout=model.position_layout()
+    )
     max_steps = args.max_steps
     training_args = TrainingArguments(
         output_dir=str(output_dir / "checkpoints"),
@@ -178,6 +183,7 @@ def run_demo(
     batch_size: int = 8,
     learning_rate: float = 5e-3,
     change_token_weight: float = 8.0,
+    grid_position_size: int = 16,
     train_eval_samples: int = 32,
     threads: int | None = None,
     quick: bool = False,
@@ -206,6 +212,7 @@ def run_demo(
         hidden_size=hidden_size,
         num_hidden_layers=num_layers,
         change_token_weight=change_token_weight,
+        grid_position_size=grid_position_size,
     )
     model = PxBySequenceModel(config)
     n_params = sum(p.numel() for p in model.parameters())

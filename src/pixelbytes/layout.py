@@ -49,10 +49,12 @@ __all__ = [
     "LayoutTracker",
     "assemble_blocks",
     "batch_context_ids",
+    "batch_grid_positions",
     "batch_windows",
     "grid_block_contexts",
     "stream_blocks",
     "stream_contexts",
+    "stream_grid_positions",
     "stream_windows",
 ]
 
@@ -62,6 +64,8 @@ KIND_NAMES = ("fresh", "text", "image", "audio")
 KIND_OF_CLASS = (TEXT, TEXT, TEXT, TEXT, IMAGE, AUDIO)
 NUM_CONTEXT_SLOTS = 6
 NUM_WINDOW_CELLS = 9
+#: columns of a grid position: block kind (FRESH / TEXT / IMAGE / AUDIO), frame t, row r, column c
+NUM_POSITION_FIELDS = 4
 
 # Dense grids are used while their size stays within this multiple of the block length (+ a constant);
 # otherwise (malformed streams with very long rows and many frames) a row-indexed sparse lookup is used.
@@ -282,6 +286,39 @@ def stream_windows(ids: Any, token_classes: np.ndarray, audio_channels: int) -> 
     return out
 
 
+def stream_grid_positions(ids: Any, token_classes: np.ndarray, audio_channels: int) -> np.ndarray:
+    """Grid positions of positions ``0 .. L`` (``L + 1`` rows ``(kind, t, r, c)``, int64), aligned with
+    :func:`stream_contexts`: row ``p`` is where token ``p`` lands, decided from the tokens before it.
+
+    Text positions are ``(TEXT, 0, 0, index in the block)``, image positions ``(IMAGE, frame, row, column)``,
+    audio positions ``(AUDIO, time step, 0, channel)``; a fresh position (no open block: the stream's start,
+    after a text's SEP or a finished audio block) is all zeros.
+    """
+    ids = _as_int_array(ids)
+    L = len(ids)
+    out = np.zeros((L + 1, NUM_POSITION_FIELDS), dtype=np.int64)
+    if L == 0:
+        return out
+    cls = _classes_of(ids, token_classes)
+    W = audio_channels
+    for s, e, kind, closed in stream_blocks(cls, W):
+        n = e - s
+        rows = out[s + 1 : e + 1]  # positions of tokens s+1 .. e-1, then the pending position e
+        j = np.arange(1, n + 1)
+        if kind == TEXT:
+            rows[:, 0], rows[:, 3] = TEXT, j
+        elif kind == AUDIO:
+            rows[:, 0], rows[:, 1], rows[:, 3] = AUDIO, j // W, j % W
+        else:
+            t, r, c, pending = _image_positions(cls[s:e])
+            rows[:, 0] = IMAGE
+            rows[:-1, 1], rows[:-1, 2], rows[:-1, 3] = t[1:], r[1:], c[1:]
+            rows[-1, 1:] = pending
+        if closed:
+            rows[-1] = 0
+    return out
+
+
 def _batched(input_ids: Any, attention_mask: Any, fn, width: int, shift: bool) -> np.ndarray:
     ids = np.asarray(input_ids)
     if ids.ndim == 1:
@@ -315,6 +352,20 @@ def batch_context_ids(
         attention_mask,
         lambda row: stream_contexts(row, token_classes, audio_channels),
         NUM_CONTEXT_SLOTS,
+        shift=True,
+    )
+
+
+def batch_grid_positions(
+    input_ids: Any, token_classes: np.ndarray, audio_channels: int, attention_mask: Any = None
+) -> np.ndarray:
+    """HF-aligned grid positions ``(B, L, 4)`` of a batch: row k = ``(kind, t, r, c)`` of position k + 1
+    (padding handled as in :func:`batch_context_ids`)."""
+    return _batched(
+        input_ids,
+        attention_mask,
+        lambda row: stream_grid_positions(row, token_classes, audio_channels),
+        NUM_POSITION_FIELDS,
         shift=True,
     )
 

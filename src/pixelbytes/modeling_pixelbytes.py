@@ -22,6 +22,10 @@ context of position ``k + 1`` and ``logits[:, k]`` predicts token ``k + 1``):
   last position predicts ``input_ids[:, -1]``, the only label that counts; generation re-encodes the
   last ``window_size`` tokens at every step (no cache).
 
+With ``grid_position_size > 0`` the embedding also gets WHERE each next token lands: ``grid_positions``
+``(B, L, 4)`` HF-aligned rows ``(kind, t, r, c)`` (:func:`~pixelbytes.layout.batch_grid_positions`), derived
+like the contexts when absent and tracked by the cache during generation.
+
 When ``context_ids`` is absent it is derived from ``input_ids`` (and ``attention_mask``) by the layout
 engine, each row being its own stream: ``(B, L, 6)`` HF-aligned contexts (``embedding="pxby6"``),
 ``(B, L, 9)`` windows of each token (``"window3x3"``, NOT shifted) or the token itself ``(B, L, 1)``
@@ -57,7 +61,7 @@ from .backbones_pixelbytes import (
 )
 from .configuration_pixelbytes import NUM_CONTEXT_SLOTS, PxByConfig
 from .generation_pixelbytes import PxByCache
-from .layout import batch_context_ids, batch_windows
+from .layout import IMAGE, NUM_POSITION_FIELDS, batch_context_ids, batch_grid_positions, batch_windows
 from .vocabulary import BYTE, token_classes_for_sizes
 
 __all__ = ["PxByModelOutput", "PxByPreTrainedModel", "PxBySequenceModel"]
@@ -98,6 +102,29 @@ class PxBy6Embedding(nn.Module):
     def forward(self, context_ids: torch.LongTensor) -> torch.Tensor:
         B, L, _ = context_ids.shape  # (B, L, 6)
         return self.slot_embedding(context_ids).reshape(B, L, -1)  # (B, L, 6·E/6)
+
+
+class GridPositionEmbedding(nn.Module):
+    """Where the next token lands, as an ``(B, L, E)`` vector added to the token embedding.
+
+    ``kind[k] + [k is an image position]·(frame[t] + row[r] + column[c])`` for rows ``(kind, t, r, c)`` of
+    :func:`~pixelbytes.layout.stream_grid_positions`; t, r, c are clamped to ``grid_position_size - 1``.
+    """
+
+    def __init__(self, config: PxByConfig) -> None:
+        super().__init__()
+        P, E = config.grid_position_size, config.embed_size
+        self.max_index = P - 1
+        self.kind = nn.Embedding(4, E)  # fresh / text / image / audio
+        self.frame = nn.Embedding(P, E)
+        self.row = nn.Embedding(P, E)
+        self.column = nn.Embedding(P, E)
+
+    def forward(self, grid_positions: torch.LongTensor) -> torch.Tensor:
+        kind = grid_positions[..., 0]  # (B, L)
+        t, r, c = grid_positions[..., 1:].clamp(0, self.max_index).unbind(-1)  # (B, L) each
+        image = (kind == IMAGE).unsqueeze(-1)  # (B, L, 1)
+        return self.kind(kind) + image * (self.frame(t) + self.row(r) + self.column(c))  # (B, L, E)
 
 
 class LSTMBackbone(nn.Module):
@@ -204,6 +231,7 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         embeddings = {"pxby6": PxBy6Embedding, "window3x3": WindowEmbedding, "center": CenterEmbedding}
         backbones = {"lstm": LSTMBackbone, "attention": AttentionBackbone, "mamba": MambaBackbone}
         self.embedding = embeddings[config.embedding](config)
+        self.grid_embedding = GridPositionEmbedding(config) if config.grid_position_size else None
         if config.backbone == "attention" and config.attention_style == "v1_encoder":
             backbones["attention"] = V1EncoderBackbone
         if config.backbone == "mamba" and config.mamba_style == "v1":
@@ -243,6 +271,34 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         fn = batch_windows if self.config.embedding == "window3x3" else batch_context_ids
         return self._layout_array(fn, input_ids, attention_mask)
 
+    def position_layout(self) -> tuple[np.ndarray, int] | None:
+        """``(token_classes, audio_channels)`` for datasets to derive ``grid_positions`` with, or None when the
+        model has no grid-position embedding (see :class:`~pixelbytes.data.PxByWindowDataset`)."""
+        if self.grid_embedding is None:
+            return None
+        return self._token_classes, self.config.audio_channels
+
+    def derive_grid_positions(
+        self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.LongTensor:
+        """HF-aligned ``(B, L, 4)`` grid positions ``(kind, t, r, c)`` of the next tokens, from ids alone."""
+        return self._layout_array(batch_grid_positions, input_ids, attention_mask)
+
+    def _embed(
+        self,
+        input_ids: torch.LongTensor,
+        context_ids: torch.LongTensor,
+        grid_positions: torch.LongTensor | None,
+        attention_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Token embedding ``(B, L, E)`` of the contexts, plus the grid-position embedding when configured."""
+        x = self.embedding(context_ids)  # (B, L, E)
+        if self.grid_embedding is None:
+            return x
+        if grid_positions is None:
+            grid_positions = self.derive_grid_positions(input_ids, attention_mask)
+        return x + self.grid_embedding(grid_positions)
+
     def _layout_array(
         self, fn: Any, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None
     ) -> torch.LongTensor:
@@ -250,7 +306,13 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         ctx = fn(input_ids.detach().cpu().numpy(), self._token_classes, self.config.audio_channels, mask)
         return torch.from_numpy(ctx).to(input_ids.device)
 
-    def _check_inputs(self, input_ids: torch.Tensor, context_ids: torch.Tensor | None, values: bool = True) -> None:
+    def _check_inputs(
+        self,
+        input_ids: torch.Tensor,
+        context_ids: torch.Tensor | None,
+        values: bool = True,
+        grid_positions: torch.Tensor | None = None,
+    ) -> None:
         """Shapes and dtypes always; id ranges when ``values`` (cached steps skip it: the layout tracker checks
         every pushed id, and a reduction per generated token is measurable overhead)."""
         if input_ids.dim() != 2:
@@ -269,6 +331,14 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
             top = V + (1 if self._objective == "diffusion" and self.config.diffusion_scheme == "masked" else 0)
             if context_ids.numel() and (int(context_ids.min()) < 0 or int(context_ids.max()) >= top):
                 raise ValueError(f"context_ids must be in [0, {top})")
+        if grid_positions is not None:
+            if self.grid_embedding is None:
+                raise ValueError("grid_positions given to a model with grid_position_size=0 (it has no such embedding)")
+            expected = (*input_ids.shape, NUM_POSITION_FIELDS)
+            if tuple(grid_positions.shape) != expected:
+                raise ValueError(f"grid_positions must have shape {expected}, got {tuple(grid_positions.shape)}")
+            if grid_positions.numel() and (int(grid_positions.min()) < 0 or int(grid_positions[..., 0].max()) > 3):
+                raise ValueError("grid_positions must be non-negative with kinds in [0, 3] (fresh/text/image/audio)")
 
     def forward(
         self,
@@ -281,6 +351,7 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         diffusion_mask: torch.Tensor | None = None,
+        grid_positions: torch.LongTensor | None = None,
         **kwargs: Any,
     ) -> PxByModelOutput:
         """Run the model; see the module docstring for the contract. ``kwargs`` carry loss options
@@ -289,6 +360,7 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
             self._token_step_fast
             and past_key_values is not None
             and context_ids is None
+            and grid_positions is None
             and labels is None
             and not output_hidden_states
             and input_ids is not None
@@ -300,7 +372,10 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
             return self._lstm_token_step(input_ids, past_key_values, use_cache is not False)
         if input_ids is None or kwargs.get("inputs_embeds") is not None:
             raise ValueError("PixelBytes models take input_ids (not inputs_embeds): contexts are derived from the ids")
-        self._check_inputs(input_ids, context_ids, values=past_key_values is None or self._embedding == "center")
+        self._check_inputs(
+            input_ids, context_ids, values=past_key_values is None or self._embedding == "center",
+            grid_positions=grid_positions,
+        )
         if self._objective == "diffusion":
             if use_cache or past_key_values is not None:
                 raise ValueError("diffusion models have no cache (they re-encode the whole masked stream)")
@@ -317,9 +392,11 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
                 "bidirectional models have no cache: they re-encode the last window_size tokens (use_cache=False)"
             )
         if past_key_values is not None:
-            hidden, cache = self._forward_cached(input_ids, context_ids, past_key_values)
+            hidden, cache = self._forward_cached(input_ids, context_ids, past_key_values, grid_positions)
         else:
-            hidden, cache, context_ids = self._forward_full(input_ids, context_ids, attention_mask, labels, use_cache)
+            hidden, cache, context_ids = self._forward_full(
+                input_ids, context_ids, attention_mask, labels, use_cache, grid_positions
+            )
         out = self.lm_head(hidden)  # (B, L, V or 6V)
         context_logits = None
         if self._objective == "context":
@@ -350,6 +427,7 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         attention_mask: torch.Tensor | None,
         labels: torch.LongTensor | None,
         use_cache: bool,
+        grid_positions: torch.LongTensor | None = None,
     ) -> tuple[torch.Tensor, PxByCache | None, torch.LongTensor]:
         """A whole (prompt / training) sequence, no previous state."""
         if attention_mask is not None and bool(attention_mask.all()):
@@ -357,8 +435,9 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         if context_ids is None:
             context_ids = self.derive_context_ids(input_ids, attention_mask)
         if not self.config.is_causal:
-            return self._forward_window(input_ids, context_ids, attention_mask, labels), None, context_ids
-        x = self.embedding(context_ids)  # (B, L, E)
+            hidden = self._forward_window(input_ids, context_ids, attention_mask, labels, grid_positions)
+            return hidden, None, context_ids
+        x = self._embed(input_ids, context_ids, grid_positions, attention_mask)  # (B, L, E)
         hidden, states = self._encode(x, attention_mask, need_state=use_cache)
         cache = None
         if use_cache:
@@ -420,11 +499,16 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         context_ids: torch.LongTensor,
         attention_mask: torch.Tensor | None,
         labels: torch.LongTensor | None,
+        grid_positions: torch.LongTensor | None = None,
     ) -> torch.Tensor:
         """Bidirectional window encoder over the last ``window_size`` positions (without the target with labels)."""
         stop = input_ids.shape[1] - (1 if labels is not None else 0)
         start = max(0, stop - self.config.window_size)
         x = self.embedding(context_ids[:, start:stop])
+        if self.grid_embedding is not None:
+            if grid_positions is None:
+                grid_positions = self.derive_grid_positions(input_ids, attention_mask)
+            x = x + self.grid_embedding(grid_positions[:, start:stop])
         hidden = torch.zeros(*input_ids.shape, self.config.hidden_size, dtype=x.dtype, device=x.device)
         mask = None if attention_mask is None else attention_mask[:, start:stop]
         if mask is not None and bool(mask.all()):
@@ -434,7 +518,11 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         return hidden
 
     def _forward_cached(
-        self, input_ids: torch.LongTensor, context_ids: torch.LongTensor | None, cache: PxByCache
+        self,
+        input_ids: torch.LongTensor,
+        context_ids: torch.LongTensor | None,
+        cache: PxByCache,
+        grid_positions: torch.LongTensor | None = None,
     ) -> tuple[torch.Tensor, PxByCache]:
         """New tokens on top of a cache: contexts from the layout tracker, O(1) per token."""
         if not isinstance(cache, PxByCache):
@@ -442,17 +530,27 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         if input_ids.shape[0] != cache.batch_size:
             raise ValueError(f"batch size {input_ids.shape[0]} differs from the cache's {cache.batch_size}")
         embedding = self._embedding
-        if context_ids is None and embedding == "center":
+        positions = self.grid_embedding is not None
+        if context_ids is None and embedding == "center" and not positions:
             context_ids = input_ids.unsqueeze(-1)
-        elif embedding != "center":
+        else:
             tracker = cache.tracker
-            derived = []
+            derived, where = [], []
             for column in input_ids.t().tolist():
                 windows = tracker.push(column)
                 derived.append(windows if embedding == "window3x3" else tracker.contexts())
+                if positions:
+                    where.append(tracker.grid_positions())
             if context_ids is None:
-                context_ids = torch.tensor(derived, dtype=torch.long, device=input_ids.device).transpose(0, 1)
+                if embedding == "center":
+                    context_ids = input_ids.unsqueeze(-1)
+                else:
+                    context_ids = torch.tensor(derived, dtype=torch.long, device=input_ids.device).transpose(0, 1)
+            if positions and grid_positions is None:
+                grid_positions = torch.tensor(where, dtype=torch.long, device=input_ids.device).transpose(0, 1)
         x = self.embedding(context_ids)  # (B, k, E)
+        if positions:
+            x = x + self.grid_embedding(grid_positions)
         if self._backbone == "lstm":
             state = (cache.h, cache.c)
             if x.shape[1] == 1:
@@ -473,6 +571,9 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         tracker.push(input_ids[:, 0].tolist())
         context = torch.tensor(tracker.contexts(), dtype=torch.long, device=input_ids.device)  # (B, 6)
         x = nn.functional.embedding(context, self.embedding.slot_embedding.weight).flatten(1)  # (B, E)
+        if self.grid_embedding is not None:
+            where = torch.tensor(tracker.grid_positions(), dtype=torch.long, device=input_ids.device)  # (B, 4)
+            x = x + self.grid_embedding(where)
         hidden, (cache.h, cache.c) = self.backbone.step(x, (cache.h, cache.c))  # (B, H)
         cache.seen_tokens += 1
         out = nn.functional.linear(hidden, self.lm_head.weight, self.lm_head.bias).unsqueeze(1)  # (B, 1, V or 6V)

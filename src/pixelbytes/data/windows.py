@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..layout import NUM_POSITION_FIELDS, stream_grid_positions
+
 __all__ = ["PxByDataCollator", "PxByWindowDataset", "window_spans"]
 
 
@@ -65,13 +67,24 @@ class PxByWindowDataset(torch.utils.data.Dataset):
         lengths: the stream length of every sample (avoids reading the samples to build the index).
         seq_length: window length (tokens).
         stride: distance between window starts, ``1 <= stride <= seq_length - 1``.
+        position_layout: ``(token_classes, audio_channels)`` to add ``grid_positions`` (L, 4) to every window,
+            derived on the whole sample then sliced (for models with ``grid_position_size > 0``); samples that
+            already hold ``grid_positions`` are sliced as they are.
     """
 
-    def __init__(self, samples: Any, lengths: Sequence[int], seq_length: int, stride: int) -> None:
+    def __init__(
+        self,
+        samples: Any,
+        lengths: Sequence[int],
+        seq_length: int,
+        stride: int,
+        position_layout: tuple[np.ndarray, int] | None = None,
+    ) -> None:
         _check_window_args(seq_length, stride)
         if len(lengths) != len(samples):
             raise ValueError(f"got {len(lengths)} lengths for {len(samples)} samples")
         self.samples, self.seq_length, self.stride = samples, seq_length, stride
+        self.position_layout = position_layout
         spans = [window_spans(int(n), seq_length, stride) for n in lengths]
         owners = [np.full(len(s), i, dtype=np.int64) for i, s in enumerate(spans)]
         self.index = np.concatenate(
@@ -89,18 +102,26 @@ class PxByWindowDataset(torch.utils.data.Dataset):
         window_ids = torch.from_numpy(ids[start:end].copy())
         labels = window_ids.clone()
         labels[: first_label - start] = -100
-        return {
+        window = {
             "input_ids": window_ids,
             "context_ids": torch.from_numpy(ctx[start:end].copy()),
             "labels": labels,
         }
+        if "grid_positions" in sample or self.position_layout is not None:
+            if "grid_positions" in sample:
+                where = np.asarray(sample["grid_positions"], dtype=np.int64).reshape(len(ids), -1)
+            else:
+                where = stream_grid_positions(ids, *self.position_layout)[1:]  # HF-aligned: next positions
+            window["grid_positions"] = torch.from_numpy(where[start:end].copy())
+        return window
 
 
 @dataclass
 class PxByDataCollator:
-    """Pads windows into a batch: ``input_ids`` (pad 0), ``context_ids`` (zero rows), ``labels`` (-100) and
-    ``attention_mask``; ``padding_side`` "right" (default) or "left". ``include_context_ids=False`` leaves the
-    contexts out (masked-diffusion models derive them from the masked stream themselves)."""
+    """Pads windows into a batch: ``input_ids`` (pad 0), ``context_ids`` (zero rows), ``labels`` (-100),
+    ``attention_mask`` and, when the windows carry them, ``grid_positions`` (zero rows); ``padding_side``
+    "right" (default) or "left". ``include_context_ids=False`` leaves the contexts out (masked-diffusion models
+    derive them from the masked stream themselves)."""
 
     pad_to_multiple_of: int | None = None
     padding_side: str = "right"
@@ -123,6 +144,9 @@ class PxByDataCollator:
             "labels": torch.full((B, width), -100, dtype=torch.long),
             "attention_mask": torch.zeros(B, width, dtype=torch.long),
         }
+        with_positions = "grid_positions" in features[0]
+        if with_positions:
+            batch["grid_positions"] = torch.zeros(B, width, NUM_POSITION_FIELDS, dtype=torch.long)
         for row, (feature, n) in enumerate(zip(features, lengths)):
             span = slice(0, n) if self.padding_side == "right" else slice(width - n, width)
             ids = torch.as_tensor(feature["input_ids"], dtype=torch.long)
@@ -132,6 +156,8 @@ class PxByDataCollator:
                 batch["context_ids"][row, span] = contexts.reshape(n, slots)
             batch["labels"][row, span] = torch.as_tensor(feature.get("labels", ids), dtype=torch.long)
             batch["attention_mask"][row, span] = 1
+            if with_positions:
+                batch["grid_positions"][row, span] = torch.as_tensor(feature["grid_positions"], dtype=torch.long)
         if not self.include_context_ids:
             del batch["context_ids"]
         return batch

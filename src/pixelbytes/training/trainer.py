@@ -55,6 +55,10 @@ class ModelArguments:
     change_token_weight: float = field(
         default=1.0, metadata={"help": "Loss weight of targets that differ from the previous token."}
     )
+    grid_position_size: int = field(
+        default=0,
+        metadata={"help": "Embed where each next token lands (kind, frame, row, column clamped to this); 0 = off."},
+    )
 
 
 @dataclass
@@ -131,6 +135,7 @@ def make_model(model_args: ModelArguments, tokenizer: ActionPixelBytesTokenizer)
         num_diffusion_steps=model_args.num_diffusion_steps,
         dropout=model_args.dropout,
         change_token_weight=model_args.change_token_weight,
+        grid_position_size=model_args.grid_position_size,
     )
     return PxBySequenceModel(config)
 
@@ -144,9 +149,12 @@ def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def build_window_datasets(
-    data_args: DataArguments, tokenizer: ActionPixelBytesTokenizer
+    data_args: DataArguments,
+    tokenizer: ActionPixelBytesTokenizer,
+    position_layout: tuple[np.ndarray, int] | None = None,
 ) -> tuple[PxByWindowDataset, PxByWindowDataset | None]:
-    """Tokenised train / validation window datasets for ``data_args.dataset``."""
+    """Tokenised train / validation window datasets for ``data_args.dataset`` (with ``grid_positions`` when
+    ``position_layout`` is given, see :class:`PxByWindowDataset`)."""
     if data_args.dataset == "demo":
         from ..data.synthetic import demo_samples, make_demo_split
 
@@ -168,11 +176,11 @@ def build_window_datasets(
         store, lengths = _take(store, data_args.max_samples), lengths[: data_args.max_samples]
     train_idx, eval_idx = _split(len(lengths), data_args.validation_fraction, data_args.split_seed)
     train = PxByWindowDataset(_Subset(store, train_idx), [lengths[i] for i in train_idx], data_args.seq_length,
-                              data_args.stride)  # fmt: skip
+                              data_args.stride, position_layout)  # fmt: skip
     evaluation = None
     if len(eval_idx):
         evaluation = PxByWindowDataset(_Subset(store, eval_idx), [lengths[i] for i in eval_idx],
-                                       data_args.seq_length, data_args.stride)  # fmt: skip
+                                       data_args.seq_length, data_args.stride, position_layout)  # fmt: skip
     logger.info("%d training windows, %d validation windows", len(train), len(evaluation or []))
     return train, evaluation
 
@@ -244,11 +252,11 @@ def run_training(
     Returns the train metrics and, when a validation split exists, the final evaluation metrics.
     """
     tokenizer = make_tokenizer(model_args, data_args)
-    train_dataset, eval_dataset = build_window_datasets(data_args, tokenizer)
-    if len(train_dataset) == 0:
-        raise ValueError("no training windows: the dataset is empty after tokenisation")
     set_seed(training_args.seed)  # the model's initial weights depend on it
     model = make_model(model_args, tokenizer)
+    train_dataset, eval_dataset = build_window_datasets(data_args, tokenizer, model.position_layout())
+    if len(train_dataset) == 0:
+        raise ValueError("no training windows: the dataset is empty after tokenisation")
     if eval_dataset is None and training_args.eval_strategy != "no":
         logger.warning("no validation split (validation_fraction=0): evaluation disabled")
         training_args.eval_strategy = "no"
