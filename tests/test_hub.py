@@ -599,3 +599,14 @@ def test_hub_commands_for_the_console_script(saved, tmp_path, capsys):
         finally:
             root.handlers[:], root.level = handlers, level
         assert ModelCard.load(tmp_path / "a" / "README.md").data.pipeline_tag == "any-to-any"
+
+
+def test_card_of_a_text_image_model_does_not_claim_audio(tiny, tmp_path):
+    from pixelbytes.vocabulary import v1_vocabulary
+
+    tokenizer = ActionPixelBytesTokenizer(vocabulary=v1_vocabulary())
+    model = PxBySequenceModel(PxByConfig.from_tokenizer(tokenizer, embed_size=12, hidden_size=16)).eval()
+    card = render_model_card(model, tokenizer, tmp_path, save=False)
+    assert "text-to-audio" not in card.data.tags and "text-to-image" in card.data.tags
+    assert "no audio" in card.text and "audio / action sequences" not in card.text
+    assert "text-to-audio" in render_model_card(*tiny, tmp_path, save=False).data.tags

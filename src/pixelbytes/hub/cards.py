@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["DEFAULT_TAGS", "default_template_path", "render_model_card"]
 
 DEFAULT_TAGS = ("pixelbytes", "text-to-image", "text-to-audio", "custom_code")
+#: tags that only hold for models whose vocabulary has audio / action levels
+AUDIO_TAGS = ("text-to-audio",)
 TEMPLATE_NAME = "model_card_template.md"
 IMAGE_SUFFIXES = {".gif", ".png", ".jpg", ".jpeg", ".webp"}
 AUDIO_SUFFIXES = {".wav", ".mp3", ".flac", ".ogg"}
@@ -180,7 +182,8 @@ def _limitations(model: Any, datasets: Sequence[str]) -> list[str]:
         f"A small research model: it only reproduces the kind of content its training data{data} covered; outputs "
         "are low-resolution pixel art, short sounds and short texts, not general-purpose text, images or audio.",
         "Only the tokens of its vocabulary exist: lower-case ASCII text (other characters are dropped), the "
-        f"{config.num_colors}-colour palette, and {config.num_levels} audio / action levels.",
+        f"{config.num_colors}-colour palette, and "
+        + (f"{config.num_levels} audio / action levels." if config.num_levels else "no audio (text + image only)."),
         "Images and audio come out at the tokenizer's strides and rate; quality depends on the sampling settings; "
         "use the layout logits processors (`generate_image` / `generate_audio`) for well-formed structures.",
         "Needs the `pixelbytes` package or `trust_remote_code=True`; the hosted inference widgets cannot run it "
@@ -270,7 +273,11 @@ def render_model_card(
         pipeline_tag="any-to-any",
         license=license,
         language=list(language) if language else None,
-        tags=list(dict.fromkeys([*DEFAULT_TAGS, *tags])),
+        tags=[
+            tag
+            for tag in dict.fromkeys([*DEFAULT_TAGS, *tags])
+            if model.config.num_levels or tag not in AUDIO_TAGS
+        ],
         datasets=datasets or None,
         metrics=sorted({_metric_type(k) for k in real_metrics}) or None,
         model_name=name,
@@ -285,8 +292,9 @@ def render_model_card(
     summary = (
         f"{backbone} PixelBytes model ({config.objective} objective, "
         f"{'bidirectional' if config.bidirectional else 'causal'}, "
-        f"{sum(p.numel() for p in model.parameters()):,} parameters) that generates text, pixel-art sprites and "
-        "audio / action sequences from one token stream."
+        f"{sum(p.numel() for p in model.parameters()):,} parameters) that generates text, pixel-art sprites"
+        + (" and audio / action sequences" if config.num_levels else "")
+        + " from one token stream."
     )
     state = _load_trainer_state(trainer_state, directory)
     card = ModelCard.from_template(
