@@ -65,16 +65,20 @@ DEFAULT_MAX_IMAGE_PIXELS = 1 << 24
 # --------------------------------------------------------------------------------------------------
 # Text
 # --------------------------------------------------------------------------------------------------
-_WHITESPACE = re.compile(r"\s")
+_WHITESPACE = re.compile(r"[^\S ]")  # every whitespace character but the space itself (\s → space)
 # typographic punctuation that has an exact ASCII counterpart in the vocabulary (the original dropped it)
-_TYPOGRAPHIC = str.maketrans(
-    {**dict.fromkeys("‘’‚‛′", "'"), **dict.fromkeys("“”„‟″", '"'), **dict.fromkeys("‐‑‒–—−", "-")}
-)
+_TYPOGRAPHIC_CHARS = {**dict.fromkeys("‘’‚‛′", "'"), **dict.fromkeys("“”„‟″", '"'), **dict.fromkeys("‐‑‒–—−", "-")}
+_TYPOGRAPHIC = str.maketrans(_TYPOGRAPHIC_CHARS)
+_HAS_TYPOGRAPHIC = re.compile("[" + re.escape("".join(_TYPOGRAPHIC_CHARS)) + "]")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
 
 def normalize_text(text: str) -> str:
     """Lower-case, NFKD, typographic quotes / dashes → ASCII, whitespace → space (before ASCII folding)."""
-    return _WHITESPACE.sub(" ", unicodedata.normalize("NFKD", text.lower()).translate(_TYPOGRAPHIC))
+    norm = unicodedata.normalize("NFKD", text.lower())
+    if _HAS_TYPOGRAPHIC.search(norm):  # str.translate costs ~0.1 µs per character on non-ASCII text
+        norm = norm.translate(_TYPOGRAPHIC)
+    return _WHITESPACE.sub(" ", norm)
 
 
 def encode_text(text: str, vocab: PxByVocabulary, terminate: bool = True) -> tuple[np.ndarray, int]:
@@ -88,7 +92,7 @@ def encode_text(text: str, vocab: PxByVocabulary, terminate: bool = True) -> tup
         raise TypeError(f"text must be a str, got {type(text).__name__}")
     norm = normalize_text(text)
     raw = norm.encode("ascii", "ignore")
-    dropped = sum(1 for ch in norm if ord(ch) > 127 and not unicodedata.combining(ch))
+    dropped = sum(1 for ch in _NON_ASCII.findall(norm) if not unicodedata.combining(ch))
     ids = vocab.byte_to_id[np.frombuffer(raw, dtype=np.uint8)]
     keep = ids > SEP_ID  # excludes bytes outside the table and the structural \x00 \t \n
     dropped += int(len(ids) - keep.sum())
