@@ -133,11 +133,11 @@ def test_cached_steps_equal_full_forward(combo, stream):
         full = model(input_ids=stream, use_cache=False).logits
         for split in (1, 9, L - 4):
             prefix = model(input_ids=stream[:, :split], use_cache=True)
-            step = model(input_ids=stream[:, split : split + 1], past_key_values=prefix.past_key_values)
+            step = model(input_ids=stream[:, split : split + 1], cache=prefix.cache)
             torch.testing.assert_close(step.logits[:, 0], full[:, split], atol=1e-5, rtol=1e-5)
-            rest = model(input_ids=stream[:, split + 1 :], past_key_values=step.past_key_values, use_cache=True)
+            rest = model(input_ids=stream[:, split + 1 :], cache=step.cache, use_cache=True)
             torch.testing.assert_close(rest.logits, full[:, split + 1 :], atol=1e-5, rtol=1e-5)
-            assert rest.past_key_values.get_seq_length() == L
+            assert rest.cache.get_seq_length() == L
 
 
 @pytest.mark.parametrize("combo", CAUSAL, ids=combo_id)
@@ -254,10 +254,10 @@ def test_attention_rotary_positions_and_projection(tok):
     padded = torch.cat((torch.zeros(1, 3, dtype=torch.long), ids), dim=1)
     mask = torch.cat((torch.zeros(1, 3, dtype=torch.long), torch.ones_like(ids)), dim=1)
     with torch.no_grad():
-        cache = model(input_ids=padded, attention_mask=mask, use_cache=True).past_key_values
+        cache = model(input_ids=padded, attention_mask=mask, use_cache=True).cache
         assert cache.states["position"][0].tolist() == [ids.shape[1]]
         assert cache.states["key"][0].shape == (1, 2, padded.shape[1], 8)
-        step = model(input_ids=torch.tensor([[70]]), past_key_values=cache).logits[:, 0]
+        step = model(input_ids=torch.tensor([[70]]), cache=cache).logits[:, 0]
         full = model(input_ids=torch.cat((ids, torch.tensor([[70]])), dim=1)).logits[:, -1]
     torch.testing.assert_close(step, full, atol=1e-5, rtol=1e-5)
 
@@ -401,7 +401,7 @@ def test_mamba_without_mambapy_warns_once_and_matches(monkeypatch, caplog, strea
 def test_mamba_cache_holds_conv_and_ssm_states(stream):
     model = make_model(("mamba", False, "pxby6", "next_token"), conv_kernel=3, expand=2)
     with torch.no_grad():
-        cache = model(input_ids=stream[:, :12], use_cache=True).past_key_values
+        cache = model(input_ids=stream[:, :12], use_cache=True).cache
     assert [t.shape for t in cache.states["conv"]] == [(1, 32, 2)] * 2
     assert [t.shape for t in cache.states["ssm"]] == [(1, 32, 4)] * 2
 

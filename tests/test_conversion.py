@@ -375,7 +375,7 @@ def test_v1_unidirectional_bmamba_generates_with_its_cache(tmp_path):
         out = model(input_ids=ids[:, :5], use_cache=True)
         steps = [out.logits[:, -1]]
         for k in range(5, 8):
-            out = model(input_ids=ids[:, k : k + 1], past_key_values=out.past_key_values, use_cache=True)
+            out = model(input_ids=ids[:, k : k + 1], cache=out.cache, use_cache=True)
             steps.append(out.logits[:, -1])
     torch.testing.assert_close(torch.stack(steps, 1), full[:, 4:], atol=ATOL, rtol=0)
 

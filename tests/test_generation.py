@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import logging
+import warnings
+
 import numpy as np
 import pytest
 import torch
-from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
+import transformers
+from packaging import version
+from transformers import GenerationMixin, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 from pixelbytes import (
     ActionPixelBytesTokenizer,
     AudioLogitsProcessor,
     BatchLayoutTracker,
     ImageGridLogitsProcessor,
+    PxByCache,
+    PxByModelOutput,
     generate_audio,
     generate_image,
 )
+from pixelbytes.generation_pixelbytes import CACHE_NAME
 from tiny_models import tiny_model
 
 
@@ -111,13 +121,13 @@ def test_reorder_cache_keeps_state_and_layout(tok):
     streams = [tok(text=t, images=sprite, return_tensors="pt")["input_ids"][0, :-6] for t in ("ab", "cd")]
     ids = torch.stack(streams)  # same length (same image, 2-char captions)
     with torch.no_grad():
-        cache = model(input_ids=ids, use_cache=True).past_key_values
+        cache = model(input_ids=ids, use_cache=True).cache
         cache.reorder_cache(torch.tensor([1, 0, 1]))  # rows: cd, ab, cd
         follow = torch.tensor([[60, 61, 1, 62], [70, 71, 72, 1], [2, 80, 81, 82]])  # diverging continuations
         stepped = []
         for j in range(follow.shape[1]):
-            out = model(input_ids=follow[:, j : j + 1], past_key_values=cache, use_cache=True)
-            cache = out.past_key_values
+            out = model(input_ids=follow[:, j : j + 1], cache=cache, use_cache=True)
+            cache = out.cache
             stepped.append(out.logits[:, 0])
         for row, source in enumerate([1, 0, 1]):
             full = torch.cat((ids[source], follow[row]))[None]
@@ -180,3 +190,86 @@ def test_bidirectional_generation_recomputes_a_window(tok):
     with torch.no_grad():
         windowed = model(input_ids=out[:, :-1], use_cache=False).logits[:, -1].argmax(-1)
     assert torch.equal(windowed, out[:, -1])
+
+
+# -------------------------------------------------------------------------------------------------
+# the cache's name: `past_key_values` (transformers 5.23) / `cache` (5.24+)
+# -------------------------------------------------------------------------------------------------
+@pytest.fixture
+def deprecation_messages(monkeypatch):
+    """Messages transformers logs with ``warning_once`` during the test (its own once-cache bypassed)."""
+    messages: list[str] = []
+    monkeypatch.setattr(logging.Logger, "warning_once", lambda self, msg, *args, **kwargs: messages.append(str(msg)))
+    return messages
+
+
+def test_cache_name_matches_installed_transformers():
+    parameters = inspect.signature(GenerationMixin.prepare_inputs_for_generation).parameters
+    assert CACHE_NAME in parameters
+    assert CACHE_NAME in {field.name for field in dataclasses.fields(PxByModelOutput)}
+    expected = "cache" if version.parse(transformers.__version__) >= version.parse("5.24.0.dev0") else "past_key_values"
+    assert CACHE_NAME == expected
+
+
+def test_generate_uses_the_cache_one_token_per_step(tok, deprecation_messages):
+    """Cached generate feeds the prompt once, then one token per step with the PxByCache (the LSTM fast path)."""
+    model = tiny_model(seed=6)
+    batch = tok(PROMPTS[:2], padding=True, padding_side="left", return_tensors="pt")
+    seen: list[tuple[int, bool]] = []
+
+    def record(module, args, kwargs):
+        seen.append((kwargs["input_ids"].shape[1], isinstance(kwargs.get("cache"), PxByCache)))
+
+    steps = []
+    fast = model._lstm_token_step
+    model._lstm_token_step = lambda *args: steps.append(1) or fast(*args)
+    handle = model.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        greedy(model, batch)
+    finally:
+        handle.remove()
+        del model._lstm_token_step
+    assert seen[0] == (batch["input_ids"].shape[1], False)
+    assert seen[1:] == [(1, True)] * 23
+    assert len(steps) == 23
+    assert not [m for m in deprecation_messages if "deprecated" in m]
+
+
+@pytest.mark.parametrize("name", ["cache", "past_key_values"])
+def test_forward_takes_the_cache_under_both_names(tok, name, deprecation_messages):
+    model = tiny_model(seed=7)
+    ids = sample_ids(tok)
+    with torch.no_grad():
+        full = model(input_ids=ids, use_cache=False).logits
+        prefix = model(input_ids=ids[:, :5], use_cache=True)
+        assert isinstance(prefix.cache, PxByCache)
+        assert prefix[CACHE_NAME] is prefix.cache
+        step = model(input_ids=ids[:, 5:6], **{name: prefix.cache})
+        torch.testing.assert_close(step.logits[:, 0], full[:, 5], atol=1e-5, rtol=1e-5)
+        assert step.cache is prefix.cache and step.cache.get_seq_length() == 6
+        with pytest.raises(ValueError, match="not both"):
+            model(input_ids=ids[:, 6:7], cache=step.cache, past_key_values=step.cache)
+    assert not [m for m in deprecation_messages if "deprecated" in m]
+    assert step.past_key_values is step.cache  # the old attribute still reads it (5.24 itself warns)
+
+
+@pytest.mark.parametrize("name", ["cache", "past_key_values"])
+def test_generate_continues_from_a_cache_under_both_names(tok, name, deprecation_messages):
+    model = tiny_model(seed=8)
+    ids = sample_ids(tok)
+    with torch.no_grad():
+        expected = model.generate(ids, max_new_tokens=8, do_sample=False)
+        cache = model(input_ids=ids[:, :-3], use_cache=True).cache
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", FutureWarning)  # generate()'s own deprecate_kwarg (5.24) warns with it
+            continued = model.generate(ids, max_new_tokens=8, do_sample=False, **{name: cache})
+        with pytest.raises(ValueError, match="not both"):
+            model.generate(ids, max_new_tokens=2, cache=cache, past_key_values=cache)
+    assert torch.equal(continued, expected)
+    assert not [m for m in deprecation_messages if "deprecated" in m]
+
+
+def sample_ids(tok) -> torch.Tensor:
+    """A short text + sprite stream, ``(1, L)``."""
+    sprite = np.random.default_rng(2).integers(0, 256, (3, 4, 3), dtype=np.uint8)
+    return tok(text="ab", images=sprite, return_tensors="pt")["input_ids"]

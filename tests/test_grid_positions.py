@@ -131,9 +131,9 @@ def test_cached_steps_equal_full_forward_with_positions(backbone):
         full = model(input_ids=stream).logits
         for split in (1, 12, L - 3):
             prefix = model(input_ids=stream[:, :split], use_cache=True)
-            step = model(input_ids=stream[:, split : split + 1], past_key_values=prefix.past_key_values)
+            step = model(input_ids=stream[:, split : split + 1], cache=prefix.cache)
             torch.testing.assert_close(step.logits[:, 0], full[:, split], atol=1e-5, rtol=1e-5)
-            rest = model(input_ids=stream[:, split + 1 :], past_key_values=step.past_key_values, use_cache=True)
+            rest = model(input_ids=stream[:, split + 1 :], cache=step.cache, use_cache=True)
             torch.testing.assert_close(rest.logits, full[:, split + 1 :], atol=1e-5, rtol=1e-5)
 
 

@@ -151,12 +151,12 @@ def test_cached_step_equals_full_forward(tok):
         full = model(input_ids=ids, use_cache=False).logits
         for split in (1, 7, L // 2, L - 3):
             prefix = model(input_ids=ids[:, :split], use_cache=True)
-            cache = prefix.past_key_values
-            step = model(input_ids=ids[:, split : split + 1], past_key_values=cache, use_cache=True)
+            cache = prefix.cache
+            step = model(input_ids=ids[:, split : split + 1], cache=cache, use_cache=True)
             torch.testing.assert_close(step.logits[:, 0], full[:, split], atol=1e-5, rtol=1e-5)
-            rest = model(input_ids=ids[:, split + 1 :], past_key_values=step.past_key_values, use_cache=True)
+            rest = model(input_ids=ids[:, split + 1 :], cache=step.cache, use_cache=True)
             torch.testing.assert_close(rest.logits, full[:, split + 1 :], atol=1e-5, rtol=1e-5)
-            assert rest.past_key_values.get_seq_length() == L
+            assert rest.cache.get_seq_length() == L
 
 
 def test_bidirectional_has_no_cache(tok):

@@ -73,7 +73,15 @@ class PxByConfig(PretrainedConfig):
     """
 
     model_type = "pixelbytes"
-    keys_to_ignore_at_inference = ["past_key_values", "hidden_states", "next_token_accuracy", "context_accuracy"]
+    #: outputs the Trainer leaves out of eval predictions; the cache is ``cache`` (transformers >= 5.24) or
+    #: ``past_key_values`` (earlier)
+    keys_to_ignore_at_inference = [
+        "cache",
+        "past_key_values",
+        "hidden_states",
+        "next_token_accuracy",
+        "context_accuracy",
+    ]
 
     vocab_size: int = 151
     num_bytes: int = 58

@@ -5,26 +5,60 @@
 * :class:`ImageGridLogitsProcessor` / :class:`AudioLogitsProcessor` force a rectangular sprite of a
   requested size or an audio clip of a requested length right after the prompt, so the result always
   decodes; :func:`generate_image` / :func:`generate_audio` wrap ``model.generate`` with them.
+
+The cache's keyword: transformers 5.24 renamed ``past_key_values`` (and ``cache_params``) to ``cache`` in
+``generate()``, model inputs and model outputs. :data:`CACHE_NAME` is the name the installed transformers uses;
+PixelBytes models accept both names as inputs and put their cache in their outputs under :data:`CACHE_NAME`
+(which is what ``generate()`` reads back), so one code base runs on transformers 5.23 and on 5.24+.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList
+import transformers
+from packaging import version
+from transformers import GenerationMixin, LogitsProcessor, LogitsProcessorList
 
 from .layout import BatchLayoutTracker
 from .vocabulary import COLOUR, LEVEL, ROW_ID, SEP_ID
 
 __all__ = [
+    "CACHE_NAME",
     "AudioLogitsProcessor",
     "ImageGridLogitsProcessor",
     "PxByCache",
     "generate_audio",
     "generate_image",
 ]
+
+
+def _installed_cache_name() -> str:
+    """The cache keyword of the installed transformers: what ``GenerationMixin.prepare_inputs_for_generation``
+    takes (the name ``generate()`` keeps the cache under and reads back from the model outputs), else the version
+    (``"cache"`` from 5.24 on)."""
+    parameters = inspect.signature(GenerationMixin.prepare_inputs_for_generation).parameters
+    for name in ("cache", "past_key_values"):
+        if name in parameters:
+            return name
+    return "cache" if version.parse(transformers.__version__) >= version.parse("5.24.0.dev0") else "past_key_values"
+
+
+#: ``"cache"`` with transformers >= 5.24, ``"past_key_values"`` before: the name under which ``generate()`` passes
+#: the cache to the model and looks for it in the model outputs (fixed at import).
+CACHE_NAME: str = _installed_cache_name()
+
+
+def resolve_cache_argument(cache: Any, past_key_values: Any) -> Any:
+    """The cache given under either name (``cache``, or its pre-5.24 name ``past_key_values``); both is an error."""
+    if past_key_values is None:
+        return cache
+    if cache is not None:
+        raise ValueError("pass the cache as `cache` or as `past_key_values`, not both")
+    return past_key_values
 
 
 class PxByCache:
@@ -102,6 +136,12 @@ class PxByCache:
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return self.seen_tokens
+
+    @property
+    def is_linear(self) -> list[bool]:
+        """Read by ``generate()`` (transformers >= 5.24) on a cache passed in: not all-linear, so, as with the
+        attention caches, the prompt is cut to the tokens the cache has not consumed yet (``seen_tokens``)."""
+        return [False]
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
         """Beam search: row i becomes old row ``beam_idx[i]`` (states and layout)."""

@@ -60,7 +60,7 @@ from .backbones_pixelbytes import (
     init_mamba_mixer,
 )
 from .configuration_pixelbytes import NUM_CONTEXT_SLOTS, PxByConfig
-from .generation_pixelbytes import PxByCache
+from .generation_pixelbytes import CACHE_NAME, PxByCache, resolve_cache_argument
 from .layout import IMAGE, NUM_POSITION_FIELDS, batch_context_ids, batch_grid_positions, batch_windows
 from .vocabulary import BYTE, token_classes_for_sizes
 
@@ -75,7 +75,11 @@ class PxByModelOutput(ModelOutput):
         loss: training loss (when ``labels`` are given).
         logits: ``(B, L, V)`` next-token scores (the slot-5 head for the context objective).
         context_logits: ``(B, L, 6, V)`` for the context objective.
-        past_key_values: a :class:`~pixelbytes.generation_pixelbytes.PxByCache` when ``use_cache``.
+        cache: a :class:`~pixelbytes.generation_pixelbytes.PxByCache` when ``use_cache``. The field has the name
+            that the installed transformers' ``generate()`` reads back (:data:`~pixelbytes.generation_pixelbytes.
+            CACHE_NAME`): ``cache`` from 5.24 on, ``past_key_values`` before. ``.cache`` and ``.past_key_values``
+            both work on either version (transformers >= 5.24 itself warns that ``.past_key_values`` is
+            deprecated); build outputs with ``**{CACHE_NAME: cache}``.
         hidden_states: ``(B, L, H)`` backbone outputs when ``output_hidden_states``.
         next_token_accuracy: accuracy of the next-token prediction on the labelled positions.
         context_accuracy: 6-slot accuracy (context objective).
@@ -84,7 +88,16 @@ class PxByModelOutput(ModelOutput):
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     context_logits: torch.FloatTensor | None = None
-    past_key_values: PxByCache | None = None
+    if CACHE_NAME == "cache":
+        cache: PxByCache | None = None
+    else:
+        past_key_values: PxByCache | None = None
+
+        @property
+        def cache(self) -> PxByCache | None:
+            """The cache under its transformers >= 5.24 name (this transformers calls it ``past_key_values``)."""
+            return self.past_key_values
+
     hidden_states: torch.FloatTensor | None = None
     next_token_accuracy: torch.FloatTensor | None = None
     context_accuracy: torch.FloatTensor | None = None
@@ -346,19 +359,26 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         context_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
-        past_key_values: PxByCache | None = None,
+        cache: PxByCache | None = None,
         use_cache: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         diffusion_mask: torch.Tensor | None = None,
         grid_positions: torch.LongTensor | None = None,
+        past_key_values: PxByCache | None = None,
         **kwargs: Any,
     ) -> PxByModelOutput:
         """Run the model; see the module docstring for the contract. ``kwargs`` carry loss options
-        (``num_items_in_batch``) from the Trainer."""
+        (``num_items_in_batch``) from the Trainer.
+
+        The cache of earlier positions comes as ``cache`` (the transformers >= 5.24 name) or as ``past_key_values``
+        (its earlier name, still accepted without a warning); passing both is an error. The output holds the
+        updated cache under :data:`~pixelbytes.generation_pixelbytes.CACHE_NAME` (``.cache`` reads it always)."""
+        if past_key_values is not None:
+            cache = resolve_cache_argument(cache, past_key_values)
         if (
             self._token_step_fast
-            and past_key_values is not None
+            and cache is not None
             and context_ids is None
             and grid_positions is None
             and labels is None
@@ -366,18 +386,18 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
             and input_ids is not None
             and input_ids.dim() == 2
             and input_ids.shape[1] == 1
-            and isinstance(past_key_values, PxByCache)
-            and input_ids.shape[0] == past_key_values.batch_size
+            and isinstance(cache, PxByCache)
+            and input_ids.shape[0] == cache.batch_size
         ):
-            return self._lstm_token_step(input_ids, past_key_values, use_cache is not False)
+            return self._lstm_token_step(input_ids, cache, use_cache is not False)
         if input_ids is None or kwargs.get("inputs_embeds") is not None:
             raise ValueError("PixelBytes models take input_ids (not inputs_embeds): contexts are derived from the ids")
         self._check_inputs(
-            input_ids, context_ids, values=past_key_values is None or self._embedding == "center",
+            input_ids, context_ids, values=cache is None or self._embedding == "center",
             grid_positions=grid_positions,
         )
         if self._objective == "diffusion":
-            if use_cache or past_key_values is not None:
+            if use_cache or cache is not None:
                 raise ValueError("diffusion models have no cache (they re-encode the whole masked stream)")
             return self._forward_diffusion(
                 input_ids, context_ids, attention_mask, labels, diffusion_mask, output_hidden_states, **kwargs
@@ -391,8 +411,8 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
             raise ValueError(
                 "bidirectional models have no cache: they re-encode the last window_size tokens (use_cache=False)"
             )
-        if past_key_values is not None:
-            hidden, cache = self._forward_cached(input_ids, context_ids, past_key_values, grid_positions)
+        if cache is not None:
+            hidden, cache = self._forward_cached(input_ids, context_ids, cache, grid_positions)
         else:
             hidden, cache, context_ids = self._forward_full(
                 input_ids, context_ids, attention_mask, labels, use_cache, grid_positions
@@ -414,7 +434,7 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
             loss=loss,
             logits=logits,
             context_logits=context_logits,
-            past_key_values=cache if use_cache else None,
+            **{CACHE_NAME: cache if use_cache else None},
             hidden_states=hidden if output_hidden_states else None,
             next_token_accuracy=next_acc,
             context_accuracy=ctx_acc,
@@ -526,7 +546,7 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
     ) -> tuple[torch.Tensor, PxByCache]:
         """New tokens on top of a cache: contexts from the layout tracker, O(1) per token."""
         if not isinstance(cache, PxByCache):
-            raise TypeError(f"past_key_values must be a PxByCache, got {type(cache).__name__}")
+            raise TypeError(f"the cache must be a PxByCache, got {type(cache).__name__}")
         if input_ids.shape[0] != cache.batch_size:
             raise ValueError(f"batch size {input_ids.shape[0]} differs from the cache's {cache.batch_size}")
         embedding = self._embedding
@@ -582,9 +602,9 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
             return PxByModelOutput(
                 logits=context_logits[:, :, NUM_CONTEXT_SLOTS - 1],
                 context_logits=context_logits,
-                past_key_values=cache if use_cache else None,
+                **{CACHE_NAME: cache if use_cache else None},
             )
-        return PxByModelOutput(logits=out, past_key_values=cache if use_cache else None)
+        return PxByModelOutput(logits=out, **{CACHE_NAME: cache if use_cache else None})
 
     # ---------------------------------------------------------------------------------------------
     # diffusion (masked and embedding_noise)
@@ -1000,15 +1020,21 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         self,
         input_ids: torch.LongTensor,
         next_sequence_length: int | None = None,
-        past_key_values: PxByCache | None = None,
+        cache: PxByCache | None = None,
         attention_mask: torch.Tensor | None = None,
+        past_key_values: PxByCache | None = None,
         **kwargs: Any,
     ) -> dict[str, Any]:
         """Only what ``forward`` uses: the new tokens (the cache holds the rest, layout included), the mask and
-        the cache. Leaner than the generic version, which matters at one call per generated token."""
+        the cache. Leaner than the generic version, which matters at one call per generated token.
+
+        ``generate()`` keeps the cache as ``cache`` (transformers >= 5.24) or ``past_key_values`` (5.23); it goes
+        to ``forward`` as ``cache``."""
+        if past_key_values is not None:
+            cache = resolve_cache_argument(cache, past_key_values)
         if next_sequence_length is not None:
             input_ids = input_ids[:, -next_sequence_length:]
-        inputs = {"input_ids": input_ids, "past_key_values": past_key_values, "attention_mask": attention_mask}
+        inputs = {"input_ids": input_ids, "cache": cache, "attention_mask": attention_mask}
         for key, value in kwargs.items():
             if key not in ("labels", "is_first_iteration", "position_ids", "cache_position"):
                 inputs[key] = value
@@ -1016,7 +1042,13 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
 
     # ---------------------------------------------------------------------------------------------
     def generate(self, inputs: torch.Tensor | None = None, generation_config: Any = None, **kwargs: Any):
-        """``GenerationMixin.generate`` with PixelBytes checks (ids range, window length, cache availability)."""
+        """``GenerationMixin.generate`` with PixelBytes checks (ids range, window length, cache availability).
+
+        A cache to continue from may be passed as ``cache`` or ``past_key_values`` with any transformers version:
+        it reaches ``GenerationMixin.generate`` under the installed name (no deprecation warning)."""
+        cache = resolve_cache_argument(kwargs.pop("cache", None), kwargs.pop("past_key_values", None))
+        if cache is not None:
+            kwargs[CACHE_NAME] = cache
         input_ids = inputs if inputs is not None else kwargs.get("input_ids")
         if input_ids is not None:
             self._check_inputs(input_ids, None)
