@@ -141,14 +141,45 @@ class _ColorCache:
         """Palette index of every packed colour (any shape, integer values < 2**24)."""
         if self.table is None:
             self.table = np.full(1 << 24, self.unknown, dtype=self.dtype)
-        idx = self.table[packed]
+        idx = np.take(self.table, packed)  # np.take: ~3x faster than fancy indexing here
         missing = idx == self.unknown
         if missing.any():
             new = np.unique(packed[missing])
-            rgb = np.stack((new & 255, (new >> 8) & 255, (new >> 16) & 255), axis=-1)
-            self.table[new] = nearest_palette_index(rgb, self.palette_lab)
-            idx = self.table[packed]
+            self.table[new] = nearest_palette_index(_unpack_rgb(new), self.palette_lab)
+            idx = np.take(self.table, packed)
         return idx
+
+
+#: keys of the separator column in :func:`_image_keys`, just above the 24-bit colours
+_ROW_KEY, _SEP_KEY = 1 << 24, (1 << 24) + 1
+_ID_TABLES: dict[tuple, np.ndarray] = {}
+
+
+def _image_ids(keys: np.ndarray, vocab: PxByVocabulary) -> np.ndarray:
+    """Token ids of :func:`_image_keys` keys in one gather, in :func:`id_dtype` (colour keys → ``color_offset`` +
+    nearest palette index, the two separator keys → ROW / SEP).
+
+    The table (16 MiB per vocabulary, kept for the process) is indexed by key; 0, which is never a colour id,
+    marks colours not seen yet: only those are computed (CIE-Lab nearest colour), once per process.
+    """
+    key = (vocab.palette, vocab.color_offset)
+    table = _ID_TABLES.get(key)
+    if table is None:
+        table = _ID_TABLES[key] = np.zeros(_SEP_KEY + 1, dtype=id_dtype(vocab))
+        table[_ROW_KEY], table[_SEP_KEY] = ROW_ID, SEP_ID
+    ids = np.take(table, keys)
+    if not ids.all():
+        new = np.unique(keys[ids == 0])
+        lab = _color_cache(vocab).palette_lab
+        table[new] = nearest_palette_index(_unpack_rgb(new), lab) + vocab.color_offset
+        ids = np.take(table, keys)
+    return ids
+
+
+def _unpack_rgb(packed: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`_pack_rgb`: ``(N,)`` packed colours → ``(N, 3)`` RGB (int64)."""
+    packed = packed.astype(np.int64)
+    return np.stack((packed & 255, (packed >> 8) & 255, (packed >> 16) & 255), axis=-1)
 
 
 def _pack_rgb(rgb: np.ndarray) -> np.ndarray:
@@ -271,12 +302,18 @@ def _decode_frames(
     return pixels, True
 
 
-def _rgb24(pixels: np.ndarray, has_alpha: bool, bg: tuple[int, int, int] | None, stride: int = 1) -> np.ndarray:
-    """Kept pixels ``[:, ::stride, ::stride]`` of :func:`_decode_frames`'s output as a new ``(F, H', W')`` uint32
-    array of packed RGB (top byte 0), alpha composited on ``bg``: ``(c * a + bg * (255 - a) + 127) // 255`` per
-    channel."""
+def _rgb24(
+    pixels: np.ndarray,
+    has_alpha: bool,
+    bg: tuple[int, int, int] | None,
+    stride: int = 1,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Kept pixels ``[:, ::stride, ::stride]`` of :func:`_decode_frames`'s output as ``(F, H', W')`` uint32
+    packed RGB (top byte 0), alpha composited on ``bg``: ``(c * a + bg * (255 - a) + 127) // 255`` per
+    channel. Written into ``out`` (any uint32 view of that shape) when given, else into a new array."""
     kept = pixels[:, ::stride, ::stride] if stride > 1 else pixels
-    rgb = kept & _RGB24
+    rgb = np.bitwise_and(kept, _RGB24, out=out)
     if has_alpha and bg is not None:
         a = kept >> 24
         rgb[a == 0] = bg[0] | bg[1] << 8 | bg[2] << 16  # (bg * 255 + 127) // 255 == bg
@@ -324,19 +361,31 @@ def image_to_frames(
     return np.ascontiguousarray(rgb.view(np.uint8).reshape(*rgb.shape, 4)[..., :3])
 
 
-def _image_rgb24(
+def _image_keys(
     image: Any, bg: tuple[int, int, int] | None, frame_stride: int, image_stride: int, max_pixels: int | None
 ) -> np.ndarray:
-    """The kept pixels of an image (every ``frame_stride``-th frame, every ``image_stride``-th row and column) as
-    packed ``uint32`` RGB ``(F, H, W)``: the same colours as ``image_to_frames(...)[:, ::s, ::s]``."""
-    if isinstance(image, np.ndarray):
-        frames = _array_to_frames(image, bg, frame_stride, max_pixels)
-        return _pack_rgb(frames[:, ::image_stride, ::image_stride])
+    """The id grid of an image before the colour lookup: ``(F, H, W + 1)`` uint32 keys, the packed RGB of the kept
+    pixels (every ``frame_stride``-th frame, every ``image_stride``-th row and column: the colours of
+    ``image_to_frames(...)[:, ::s, ::s]``) then a separator column (``_ROW_KEY``, ``_SEP_KEY`` on the last row)."""
     if isinstance(image, (str, os.PathLike)):
-        return _open_path(image, _image_rgb24, bg, frame_stride, image_stride, max_pixels)
-    if not isinstance(image, Image.Image):
+        return _open_path(image, _image_keys, bg, frame_stride, image_stride, max_pixels)
+    if isinstance(image, np.ndarray):
+        frames = _array_to_frames(image, bg, frame_stride, max_pixels)[:, ::image_stride, ::image_stride]
+        pixels, has_alpha, shape = None, False, frames.shape[:3]
+    elif isinstance(image, Image.Image):
+        pixels, has_alpha = _decode_frames(image, bg, frame_stride, max_pixels)
+        shape = pixels[:, ::image_stride, ::image_stride].shape
+    else:
         raise TypeError(f"image must be a PIL image, a path or a uint8 array, got {type(image).__name__}")
-    return _rgb24(*_decode_frames(image, bg, frame_stride, max_pixels), bg, image_stride)
+    F, H, W = shape
+    keys = np.empty((F, H, W + 1), dtype=np.uint32)
+    if pixels is None:
+        keys[:, :, :W] = _pack_rgb(frames)
+    else:
+        _rgb24(pixels, has_alpha, bg, image_stride, out=keys[:, :, :W])
+    keys[:, :, W] = _ROW_KEY
+    keys[:, -1, W] = _SEP_KEY
+    return keys
 
 
 def _check_pixels(frames: int, height: int, width: int, max_pixels: int | None) -> None:
@@ -393,15 +442,8 @@ def encode_image(
     bg = _background_rgb(background)
     if frame_stride < 1:
         raise ValueError(f"frame_stride must be >= 1, got {frame_stride}")
-    packed = _image_rgb24(image, bg, frame_stride, image_stride, max_pixels)
-    F, H, W = packed.shape
-    grid = np.empty((F, H, W + 1), dtype=dtype)
-    colours = grid[:, :, :W]
-    colours[...] = _color_cache(vocab).lookup(packed)
-    colours += vocab.color_offset
-    grid[:, :, W] = ROW_ID
-    grid[:, -1, W] = SEP_ID
-    return grid
+    grid = _image_ids(_image_keys(image, bg, frame_stride, image_stride, max_pixels), vocab)
+    return grid.astype(dtype, copy=False)
 
 
 def save_image(path: str | os.PathLike, frames: Sequence[Image.Image], duration_ms: int = 100) -> None:
