@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import re
 import unicodedata
 import wave
 
@@ -886,3 +887,173 @@ def test_save_image(tmp_path, vocab):
         assert gif.format == "GIF"
     with pytest.raises(ValueError):
         save_image(tmp_path / "none.png", [])
+
+
+# ==================================================================================================
+# Fast paths: exact level quantiser, one-strip frame decoding, one-gather image ids, text normalisation
+# ==================================================================================================
+def argmin_levels(x: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """The original definition: float64 absolute differences, argmin (ties → lower index)."""
+    return np.abs(np.asarray(x, dtype=np.float64).reshape(-1)[:, None] - levels[None, :]).argmin(1)
+
+
+def ulp_neighbours(values: np.ndarray, steps: int, dtype: type = np.float64) -> np.ndarray:
+    """Every value and its ``steps`` nearest representable neighbours on both sides, in ``dtype``."""
+    out = [np.asarray(values, dtype=dtype)]
+    down = up = out[0]
+    for _ in range(steps):
+        down, up = np.nextafter(down, dtype(-np.inf)), np.nextafter(up, dtype(np.inf))
+        out += [down, up]
+    return np.concatenate(out)
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi"), [(-1.0, -0.9459459459459459), (-1.0, 1.0), (-0.02702702702702703, 0.02702702702702703), (0.5, 0.75)]
+)
+def test_tie_threshold_is_the_last_value_choosing_lo(lo, hi):
+    t = codecs._tie_threshold(lo, hi)
+    assert abs(t - lo) <= abs(t - hi)
+    after = float(np.nextafter(t, np.inf))
+    assert not abs(after - lo) <= abs(after - hi)
+
+
+def test_quantize_levels_exact_at_every_threshold_and_level():
+    levels = PxByVocabulary().levels_array
+    thresholds, even = codecs._level_thresholds(levels)
+    assert even and len(thresholds) == len(levels) - 1
+    # float64: every tie threshold and every level, +- 6 ulps
+    x = ulp_neighbours(np.concatenate((thresholds, levels, [0.0, -1.5, 1.5])), 6)
+    np.testing.assert_array_equal(quantize_levels(x, levels), argmin_levels(x, levels))
+    # float32 input (the tokenizer's): the float32 neighbours of the thresholds and levels, compared in float64
+    x32 = ulp_neighbours(np.concatenate((thresholds, levels)), 4, np.float32)
+    np.testing.assert_array_equal(quantize_levels(x32, levels), argmin_levels(x32, levels))
+    # exact decimal ties: the lower index wins
+    assert quantize_levels(np.array([-0.5, 0.5, 0.0, -0.0, 1e-300]), np.array([-1.0, 0.0, 1.0])).tolist() == [
+        0,
+        1,
+        1,
+        1,
+        1,
+    ]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16])
+def test_quantize_levels_random_and_shapes(dtype):
+    levels = PxByVocabulary().levels_array
+    rng = np.random.default_rng(3)
+    x = (rng.uniform(-1.3, 1.3, (2, 5000)) * (20000 if dtype == np.int16 else 1)).astype(dtype)
+    got = quantize_levels(x, levels)
+    assert got.shape == x.shape
+    np.testing.assert_array_equal(got.reshape(-1), argmin_levels(x, levels))
+
+
+def test_quantize_levels_uneven_levels_and_non_finite_values():
+    rng = np.random.default_rng(4)
+    uneven = np.sort(rng.uniform(-1, 1, 17))
+    thresholds, even = codecs._level_thresholds(uneven)
+    assert not even
+    x = np.concatenate((rng.uniform(-1.5, 1.5, 20000), ulp_neighbours(np.concatenate((thresholds, uneven)), 3)))
+    np.testing.assert_array_equal(quantize_levels(x, uneven), argmin_levels(x, uneven))
+    levels = PxByVocabulary().levels_array
+    special = np.array([np.nan, np.inf, -np.inf, 0.3, 1e300])
+    np.testing.assert_array_equal(quantize_levels(special, levels), argmin_levels(special, levels))
+
+
+def test_encode_audio_narrow_dtype_equals_int64(vocab):
+    audio = np.random.default_rng(5).normal(size=(2, 3001)).astype(np.float32)
+    for stride in (1, 2, 3):
+        wide = encode_audio(audio, vocab, stride=stride)
+        narrow = encode_audio(audio, vocab, stride=stride, dtype=np.uint8)
+        assert wide.dtype == np.int64 and narrow.dtype == np.uint8
+        np.testing.assert_array_equal(narrow, wide)
+
+
+def per_frame_reference(image: Image.Image, background, frame_stride=1, image_stride=1) -> np.ndarray:
+    """The straightforward decoding: seek, then convert("RGB") (no background) or convert("RGBA") + composite."""
+    frames = []
+    for i in range(0, getattr(image, "n_frames", 1), frame_stride):
+        image.seek(i)
+        has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+        if background is None or not has_alpha:
+            rgb = np.asarray(image.convert("RGB"))
+        else:
+            rgba = np.asarray(image.convert("RGBA")).astype(np.uint16)
+            a = rgba[..., 3:]
+            rgb = ((rgba[..., :3] * a + np.asarray(background, np.uint16) * (255 - a) + 127) // 255).astype(np.uint8)
+        frames.append(rgb)
+    return np.stack(frames)[:, ::image_stride, ::image_stride]
+
+
+def animated_gif(transparency: bool, frames: int = 7, size: tuple[int, int] = (9, 6)) -> Image.Image:
+    rng = np.random.default_rng(11)
+    palette = rng.integers(0, 256, 3 * 16).tolist()
+    images = []
+    for _ in range(frames):
+        frame = Image.fromarray(rng.integers(0, 16, size[::-1], dtype=np.uint8), "P")
+        frame.putpalette(palette)
+        images.append(frame)
+    buffer = io.BytesIO()
+    extra = {"transparency": 0, "disposal": 2} if transparency else {}
+    images[0].save(buffer, "GIF", save_all=True, append_images=images[1:], duration=50, loop=0, **extra)
+    return Image.open(io.BytesIO(buffer.getvalue()))
+
+
+def animated_rgba_png(frames: int = 5) -> Image.Image:
+    rng = np.random.default_rng(12)
+    arrays = rng.integers(0, 256, (frames, 5, 7, 4), dtype=np.uint8)
+    arrays[..., 3] = rng.choice([0, 1, 77, 128, 254, 255], size=arrays.shape[:3])  # partial alpha everywhere
+    images = [Image.fromarray(a, "RGBA") for a in arrays]
+    buffer = io.BytesIO()
+    images[0].save(buffer, "PNG", save_all=True, append_images=images[1:], duration=50, loop=0)
+    return Image.open(io.BytesIO(buffer.getvalue()))
+
+
+@pytest.mark.parametrize("background", [None, (255, 255, 255), (10, 200, 30)])
+@pytest.mark.parametrize("make", [lambda: animated_gif(True), lambda: animated_gif(False), animated_rgba_png])
+def test_strip_decoding_equals_per_frame_conversion(make, background, vocab):
+    image = make()
+    modes = set()
+    for i in range(image.n_frames):
+        image.seek(i)
+        modes.add(image.mode)
+    assert image.n_frames > 1 and len(modes) >= 1
+    for frame_stride, image_stride in [(1, 1), (2, 2), (3, 1), (1, 2)]:
+        expected = per_frame_reference(make(), background, frame_stride, image_stride)
+        image = make()
+        frames = image_to_frames(image, background, frame_stride)[:, ::image_stride, ::image_stride]
+        np.testing.assert_array_equal(frames, expected)
+        assert image.tell() == 0  # the caller's frame is restored
+        grid = encode_image(make(), vocab, image_stride, frame_stride, background)
+        np.testing.assert_array_equal(grid[:, :, :-1], quantize_colors(expected, vocab) + vocab.color_offset)
+        assert (grid[:, :-1, -1] == 1).all() and (grid[:, -1, -1] == 2).all()
+        narrow = encode_image(make(), vocab, image_stride, frame_stride, background, dtype=np.uint8)
+        assert narrow.dtype == np.uint8
+        np.testing.assert_array_equal(narrow, grid)
+
+
+def test_image_ids_fill_the_table_lazily(vocab, monkeypatch):
+    monkeypatch.setattr(codecs, "_ID_TABLES", {})
+    monkeypatch.setattr(codecs, "_COLOR_CACHES", {})
+    rgb = np.random.default_rng(13).integers(0, 256, (3, 20, 30, 3), dtype=np.uint8)
+    expected = reference_nearest(rgb, vocab.palette_array).reshape(3, 20, 30) + vocab.color_offset
+    first = encode_image(rgb, vocab)  # every colour is new
+    np.testing.assert_array_equal(first[:, :, :-1], expected)
+    again = encode_image(np.concatenate((rgb, rgb[:, ::-1])), vocab)  # served from the table
+    np.testing.assert_array_equal(again[:3, :, :-1], expected)
+    np.testing.assert_array_equal(again[3:, :, :-1], expected[:, ::-1])
+
+
+def test_normalize_text_equals_its_definition():
+    typographic = str.maketrans({**dict.fromkeys("‘’‚‛′", "'"), **dict.fromkeys("“”„‟″", '"'),
+                                 **dict.fromkeys("‐‑‒–—−", "-")})  # fmt: skip
+    rng = np.random.default_rng(14)
+    alphabet = list("abcXYZ é\t\n\r\x0b\x0c\u2003\u00a0\u2028‘’“”–—−ß\u0301&?\x00Ω😀")
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet, size=int(rng.integers(0, 40))))
+        expected = re.sub(r"\s", " ", unicodedata.normalize("NFKD", text.lower()).translate(typographic))
+        norm = codecs.normalize_text(text)
+        assert norm == expected, repr(text)
+        vocab = PxByVocabulary()
+        dropped = sum(1 for ch in norm if ord(ch) > 127 and not unicodedata.combining(ch))
+        dropped += sum(1 for b in norm.encode("ascii", "ignore") if vocab.byte_to_id[b] <= 2)
+        assert encode_text(text, vocab)[1] == dropped

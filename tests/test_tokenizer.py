@@ -561,3 +561,54 @@ def test_public_api():
     for name in pixelbytes.__all__:
         assert hasattr(pixelbytes, name), name
     assert isinstance(pixelbytes.__version__, str)
+
+
+# ==================================================================================================
+# Narrow grid path (uint8 grids and contexts, one int64 cast) and tensor outputs
+# ==================================================================================================
+def test_assemble_blocks_narrow_and_aligned_equal_int64():
+    from pixelbytes.layout import AUDIO, IMAGE, TEXT, assemble_blocks
+
+    vocab = PxByVocabulary()
+    rng = np.random.default_rng(21)
+    image = rng.integers(0, 256, (3, 4, 5, 3), dtype=np.uint8)
+    one_row = rng.integers(0, 256, (2, 1, 6, 3), dtype=np.uint8)
+    audio = rng.normal(size=(2, 9)).astype(np.float32)
+    text = encode_text("hi", vocab)[0].reshape(1, 1, -1)
+    cases = [
+        [(TEXT, text), (IMAGE, encode_image(image, vocab)), (AUDIO, encode_audio(audio, vocab))],
+        [(IMAGE, encode_image(image, vocab)), (AUDIO, encode_audio(audio, vocab))],  # H = 1 block after an image
+        [(IMAGE, encode_image(one_row, vocab)), (TEXT, text)],  # one-row frames
+        [(IMAGE, encode_image(image[:1], vocab))],
+        [(AUDIO, encode_audio(audio[:, :1], vocab))],
+    ]
+    for blocks in cases:
+        ids, ctx = assemble_blocks(blocks)
+        assert ids.dtype == np.int64 and ctx.dtype == np.int64 and ctx.shape == (len(ids) + 1, 6)
+        np.testing.assert_array_equal(ctx, stream_contexts(ids, vocab.token_classes, 2))
+        narrow_blocks = [(kind, grid.astype(np.uint8)) for kind, grid in blocks]
+        n_ids, n_ctx = assemble_blocks(narrow_blocks, hf_aligned=True, dtype=None)
+        assert n_ids.dtype == np.uint8 and n_ctx.dtype == np.uint8
+        np.testing.assert_array_equal(n_ids, ids)
+        np.testing.assert_array_equal(n_ctx, ctx[1:])
+        _, a_ctx = assemble_blocks(blocks, hf_aligned=True)
+        assert a_ctx.dtype == np.int64 and a_ctx.flags.c_contiguous
+        np.testing.assert_array_equal(a_ctx, ctx[1:])
+    wide = [(IMAGE, encode_image(image, vocab) + 1000)]  # ids that need more than 8 bits stay exact
+    w_ids, _ = assemble_blocks(wide, dtype=None)
+    assert w_ids.dtype == np.uint16
+    np.testing.assert_array_equal(w_ids, wide[0][1].reshape(-1))
+
+
+def test_tensor_outputs_are_int64_and_equal(tok):
+    image, audio = make_sample(4, frames=3, height=5, width=6, samples=40)
+    lists = tok(text="tensors", images=image, audio=audio, return_context_ids=True)
+    for kind in ("np", "pt"):
+        enc = tok(text="tensors", images=image, audio=audio, return_context_ids=True, return_tensors=kind)
+        for key in ("input_ids", "attention_mask", "context_ids"):
+            value = enc[key]
+            assert (value.dtype == np.int64) if kind == "np" else (value.dtype == torch.int64)
+            assert np.asarray(value)[0].tolist() == lists[key]
+    batch = tok(text=["a", "bb"], images=[image, image[:1]], audio=[audio, audio[:, :5]], return_context_ids=True,
+                padding=True, return_tensors="pt")  # fmt: skip
+    assert batch["context_ids"].dtype == torch.int64 and batch["context_ids"].shape[0] == 2
