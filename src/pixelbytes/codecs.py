@@ -629,11 +629,11 @@ def quantize_levels(x: np.ndarray, levels: np.ndarray) -> np.ndarray:
         if not even:
             return np.searchsorted(thresholds, x, side="left")
         # the candidate only has to be within one of the bracket: float32 input stays float32 for short tables
-        u = (x if len(levels) <= 4096 else x.astype(np.float64)) - levels[0]
-        u *= 1.0 / (levels[1] - levels[0])
+        u = (x if len(levels) <= 4096 else x.astype(np.float64)) - float(levels[0])
+        u *= float(1.0 / (levels[1] - levels[0]))
         np.clip(u, 0, len(levels) - 2, out=u)
         j = u.astype(np.intp)
-        j += x > thresholds[j]  # compared in float64: exact
+        j += x > np.take(thresholds, j)  # compared in float64: exact
         return j
     flat = x.reshape(-1)
     return np.abs(flat[:, None] - levels[None, :]).argmin(1).reshape(x.shape)
