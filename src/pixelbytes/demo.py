@@ -43,6 +43,7 @@ def demo_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-steps", type=int, default=600, help="optimiser steps (default 600)")
     parser.add_argument("--time-budget", type=float, default=210.0, help="hard limit on training seconds (default 210)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--backbone", default="lstm", choices=["lstm", "attention", "mamba"])
     parser.add_argument("--hidden-size", type=int, default=256)
     parser.add_argument("--embed-size", type=int, default=48)
     parser.add_argument("--num-layers", type=int, default=1)
@@ -177,6 +178,7 @@ def run_demo(
     max_steps: int = 600,
     time_budget: float = 210.0,
     seed: int = 0,
+    backbone: str = "lstm",
     hidden_size: int = 256,
     embed_size: int = 48,
     num_layers: int = 1,
@@ -208,6 +210,7 @@ def run_demo(
     store = _tokenize(demo_samples(train_specs, tokenizer.sampling_rate), tokenizer)
     config = PxByConfig.from_tokenizer(
         tokenizer,
+        backbone=backbone,
         embed_size=embed_size,
         hidden_size=hidden_size,
         num_hidden_layers=num_layers,

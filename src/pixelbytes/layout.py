@@ -592,6 +592,12 @@ class LayoutTracker:
         """``(kind, t, r, c)`` of the pending position (kind ``"fresh"`` when no block is open)."""
         return KIND_NAMES[self.kind], self.t, self.r, self.c
 
+    def grid_position(self) -> list[int]:
+        """The pending position as a :func:`stream_grid_positions` row (all zeros when fresh)."""
+        if self.kind == FRESH:
+            return [0] * NUM_POSITION_FIELDS
+        return [self.kind, self.t, self.r, self.c]
+
 
 class BatchLayoutTracker:
     """One :class:`LayoutTracker` per batch row, with padding and beam reordering.
@@ -635,6 +641,10 @@ class BatchLayoutTracker:
     def contexts(self) -> list[list[int]]:
         """Context of each row's next position, ``(B, 6)`` as nested lists."""
         return [tracker.context for tracker in self.rows]
+
+    def grid_positions(self) -> list[list[int]]:
+        """Grid position ``(kind, t, r, c)`` of each row's next position, ``(B, 4)`` as nested lists."""
+        return [tracker.grid_position() for tracker in self.rows]
 
     def reorder(self, indices: Sequence[int] | torch.Tensor) -> None:
         """Select / duplicate rows (beam search): row i becomes a copy of old row ``indices[i]``."""

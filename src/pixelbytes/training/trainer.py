@@ -36,8 +36,8 @@ class ModelArguments:
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "Saved / converted model directory or Hub id to continue from."}
     )
-    backbone: str = field(default="lstm", metadata={"help": "lstm (mamba / attention: see the backbones issue)."})
-    embedding: str = field(default="pxby6", metadata={"help": "pxby6 (6-slot PxBy context embedding)."})
+    backbone: str = field(default="lstm", metadata={"help": "lstm, mamba or attention."})
+    embedding: str = field(default="pxby6", metadata={"help": "pxby6, window3x3 or center."})
     embed_size: int = field(default=126, metadata={"help": "Embedding width (divisible by 6 for pxby6)."})
     hidden_size: int = field(default=512, metadata={"help": "Backbone output width."})
     num_hidden_layers: int = field(default=2, metadata={"help": "Number of recurrent layers."})
