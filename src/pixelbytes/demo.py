@@ -45,11 +45,11 @@ def demo_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--backbone", default="lstm", choices=["lstm", "attention", "mamba"])
     parser.add_argument("--hidden-size", type=int, default=256)
-    parser.add_argument("--embed-size", type=int, default=48)
+    parser.add_argument("--embed-size", type=int, default=126)
     parser.add_argument("--num-layers", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--learning-rate", type=float, default=5e-3)
-    parser.add_argument("--change-token-weight", type=float, default=8.0)
+    parser.add_argument("--change-token-weight", type=float, default=1.0)
     parser.add_argument(
         "--grid-position-size", type=int, default=16, help="grid-position embeddings (0 = off, the papers' model)"
     )
@@ -95,6 +95,7 @@ def _train(model, tokenizer, store, args, output_dir: Path) -> tuple[float, dict
         output_dir=str(output_dir / "checkpoints"),
         max_steps=max_steps,
         per_device_train_batch_size=args.batch_size,
+        train_sampling_strategy="group_by_length",  # 1-frame and 4-frame sprites: batches of similar lengths pad less
         learning_rate=args.learning_rate,
         lr_scheduler_type="cosine",
         warmup_steps=max(1, max_steps // 20),
@@ -180,11 +181,11 @@ def run_demo(
     seed: int = 0,
     backbone: str = "lstm",
     hidden_size: int = 256,
-    embed_size: int = 48,
+    embed_size: int = 126,
     num_layers: int = 1,
     batch_size: int = 8,
     learning_rate: float = 5e-3,
-    change_token_weight: float = 8.0,
+    change_token_weight: float = 1.0,
     grid_position_size: int = 16,
     train_eval_samples: int = 32,
     threads: int | None = None,
