@@ -325,25 +325,32 @@ def mamba_mixer_forward(
     return out, (new_conv, states[:, -1])
 
 
+def _mamba_config(config: PxByConfig, **overrides: Any) -> Any:
+    """The ``transformers`` ``MambaConfig`` of a PixelBytes Mamba backbone (``overrides`` for the v1 mixers)."""
+    from transformers import MambaConfig
+
+    return MambaConfig(
+        vocab_size=config.vocab_size,
+        hidden_size=config.hidden_size,
+        state_size=config.state_size,
+        expand=config.expand,
+        conv_kernel=config.conv_kernel,
+        num_hidden_layers=config.num_hidden_layers,
+        use_mambapy=config.use_mambapy,
+        **overrides,
+    )
+
+
 class MambaBackbone(nn.Module):
     """Input projection, ``transformers`` ``MambaBlock``s (``layers``; ``backward_layers`` for the time-flipped
     pass when bidirectional), final RMSNorm ``norm_f``."""
 
     def __init__(self, config: PxByConfig) -> None:
         super().__init__()
-        from transformers import MambaConfig
         from transformers.models.mamba.modeling_mamba import MambaBlock, MambaRMSNorm
 
         E, H, n = config.embed_size, config.hidden_size, config.num_hidden_layers
-        mamba_config = MambaConfig(
-            vocab_size=config.vocab_size,
-            hidden_size=H,
-            state_size=config.state_size,
-            expand=config.expand,
-            conv_kernel=config.conv_kernel,
-            num_hidden_layers=n,
-            use_mambapy=config.use_mambapy,
-        )
+        mamba_config = _mamba_config(config)
         self.use_mambapy = bool(config.use_mambapy)
         self.bidirectional = bool(config.bidirectional)
         self.input_proj = nn.Linear(E, H) if E != H else nn.Identity()
@@ -427,22 +434,10 @@ class V1MambaBackbone(nn.Module):
 
     def __init__(self, config: PxByConfig) -> None:
         super().__init__()
-        from transformers import MambaConfig
         from transformers.models.mamba.modeling_mamba import MambaMixer
 
         E, H, n = config.embed_size, config.hidden_size, config.num_hidden_layers
-        mamba_config = MambaConfig(
-            vocab_size=config.vocab_size,
-            hidden_size=H,
-            state_size=config.state_size,
-            expand=config.expand,
-            conv_kernel=config.conv_kernel,
-            num_hidden_layers=n,
-            use_bias=False,
-            use_conv_bias=True,
-            hidden_act="silu",
-            use_mambapy=config.use_mambapy,
-        )
+        mamba_config = _mamba_config(config, use_bias=False, use_conv_bias=True, hidden_act="silu")
         self.use_mambapy = bool(config.use_mambapy)
         self.bidirectional = bool(config.bidirectional)
         self.input_proj = nn.Linear(E, H) if E != H else nn.Identity()
