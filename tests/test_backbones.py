@@ -15,6 +15,7 @@ from transformers import AutoModel
 from pixelbytes import ActionPixelBytesTokenizer, PxByConfig, PxBySequenceModel
 from pixelbytes import backbones_pixelbytes as backbones
 from pixelbytes.layout import batch_windows
+from tiny_models import layout_stream
 
 BACKBONES = ("lstm", "attention", "mamba")
 EMBEDDINGS = ("pxby6", "window3x3", "center")
@@ -57,11 +58,7 @@ def tok() -> ActionPixelBytesTokenizer:
 
 @pytest.fixture(scope="module")
 def stream(tok) -> torch.Tensor:
-    """text + a 2-frame sprite + stereo audio: every layout case in ~90 tokens."""
-    rng = np.random.default_rng(0)
-    sprite = rng.integers(0, 256, (2, 3, 4, 3), dtype=np.uint8)
-    sound = rng.uniform(-1, 1, (2, 6)).astype(np.float32)
-    return tok(text="a heart", images=sprite, audio=sound, return_tensors="pt")["input_ids"]
+    return layout_stream(tok)
 
 
 PROMPTS = ["a red heart", "hi"]

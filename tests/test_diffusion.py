@@ -20,6 +20,7 @@ from pixelbytes.cli import main
 from pixelbytes.conversion import convert_original, load_original_checkpoint
 from pixelbytes.data import PxByDataCollator, PxByWindowDataset
 from pixelbytes.training.trainer import build_trainer
+from tiny_models import layout_stream
 
 GOLDEN = Path(__file__).parent / "fixtures" / "original" / "apxby_diffusion_bi"
 ATOL = 1e-5
@@ -44,11 +45,7 @@ def tok() -> ActionPixelBytesTokenizer:
 
 @pytest.fixture(scope="module")
 def stream(tok) -> torch.Tensor:
-    """text + a 2-frame sprite + stereo audio (every layout case)."""
-    rng = np.random.default_rng(0)
-    sprite = rng.integers(0, 256, (2, 3, 4, 3), dtype=np.uint8)
-    sound = rng.uniform(-1, 1, (2, 6)).astype(np.float32)
-    return tok(text="a heart", images=sprite, audio=sound, return_tensors="pt")["input_ids"]
+    return layout_stream(tok)
 
 
 def diffusion_model(scheme: str, backbone: str = "lstm", seed: int = 0, **overrides) -> PxBySequenceModel:
