@@ -38,6 +38,7 @@ moved before the real ones and zeroed (Mamba). Backbones other than the LSTM liv
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,6 +102,20 @@ class PxByModelOutput(ModelOutput):
     hidden_states: torch.FloatTensor | None = None
     next_token_accuracy: torch.FloatTensor | None = None
     context_accuracy: torch.FloatTensor | None = None
+
+    @classmethod
+    def for_token_step(cls, **values: Any) -> PxByModelOutput:
+        """The same output as ``cls(**values)``, built without ``ModelOutput``'s per-field checks.
+
+        Those checks cost about 45 µs per output, a tenth of a generated token's budget; the one-token
+        generation step, whose fields are always valid tensors or ``None``, builds its output here instead
+        (≈ 3 µs). Keys, attributes, indexing and ``to_tuple()`` match the regular constructor (tested)."""
+        out = cls.__new__(cls)
+        for key, value in values.items():
+            if value is not None:
+                OrderedDict.__setitem__(out, key, value)
+                object.__setattr__(out, key, value)
+        return out
 
 
 class PxBy6Embedding(nn.Module):
@@ -589,7 +604,7 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         head, with no module-call or branching overhead (it runs once per generated token)."""
         tracker = cache.tracker
         tracker.push(input_ids[:, 0].tolist())
-        context = torch.tensor(tracker.contexts(), dtype=torch.long, device=input_ids.device)  # (B, 6)
+        context = torch.from_numpy(np.array(tracker.contexts(), dtype=np.int64)).to(input_ids.device)  # (B, 6)
         x = nn.functional.embedding(context, self.embedding.slot_embedding.weight).flatten(1)  # (B, E)
         if self.grid_embedding is not None:
             where = torch.tensor(tracker.grid_positions(), dtype=torch.long, device=input_ids.device)  # (B, 4)
@@ -599,12 +614,12 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         out = nn.functional.linear(hidden, self.lm_head.weight, self.lm_head.bias).unsqueeze(1)  # (B, 1, V or 6V)
         if self._objective == "context":
             context_logits = out.view(out.shape[0], 1, NUM_CONTEXT_SLOTS, self._vocab_size)  # (B, 1, 6, V)
-            return PxByModelOutput(
+            return PxByModelOutput.for_token_step(
                 logits=context_logits[:, :, NUM_CONTEXT_SLOTS - 1],
                 context_logits=context_logits,
                 **{CACHE_NAME: cache if use_cache else None},
             )
-        return PxByModelOutput(logits=out, **{CACHE_NAME: cache if use_cache else None})
+        return PxByModelOutput.for_token_step(logits=out, **{CACHE_NAME: cache if use_cache else None})
 
     # ---------------------------------------------------------------------------------------------
     # diffusion (masked and embedding_noise)
