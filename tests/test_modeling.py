@@ -55,6 +55,8 @@ def test_published_parameter_counts():
         ({"bidirectional": True, "hidden_size": 15}, "even hidden_size"),
         ({"bidirectional": "both"}, "bidirectional"),
         ({"dropout": 1.5}, "dropout"),
+        ({"change_token_weight": 0.0}, "change_token_weight must be positive"),
+        ({"novel_pixel_weight": -2.0}, "novel_pixel_weight must be positive"),
         ({"pad_token_id": 3}, "0/1/2"),
         ({"num_levels": -1, "vocab_size": 112}, "num_levels must be a non-negative integer"),
         ({"num_levels": 0}, "do not add up"),  # 0 levels is the v1 vocabulary: vocab_size 113
@@ -202,6 +204,42 @@ def test_next_token_loss_is_shifted_cross_entropy(tok):
     n_items = (labels[:, 1:] != -100).sum()
     summed = model(**enc, labels=labels, num_items_in_batch=n_items * 2).loss
     torch.testing.assert_close(summed, expected / 2)
+
+
+def _two_shape_sprite() -> np.ndarray:
+    """A 4×4 black frame with a red pixel at (1, 2) and a red run at (2, 1)-(2, 2)."""
+    sprite = np.zeros((1, 4, 4, 3), dtype=np.uint8)
+    sprite[0, 1, 2] = sprite[0, 2, 1] = sprite[0, 2, 2] = (248, 56, 0)
+    return sprite
+
+
+def test_novel_pixels_are_the_shape_starts(tok):
+    model = tiny_model()
+    enc = tok(text="ab", images=_two_shape_sprite(), return_context_ids=True, return_tensors="pt")
+    ids = enc["input_ids"]
+    novel = model._novel_pixels(ids[:, 1:], enc["context_ids"])[0]  # target k + 1 for k = 0 .. L-2
+    grid = model.derive_grid_positions(ids)[0]  # (L, 4): row k = where token k + 1 lands
+    marked = {tuple(grid[k, 1:].tolist()) for k in torch.nonzero(novel).flatten().tolist()}
+    # the sprite's first pixel (nothing known yet) and the two pixels where a shape starts; not (2, 2),
+    # whose left neighbour is red, nor background after a shape (the cell above is black)
+    assert marked == {(0, 0, 0), (0, 1, 2), (0, 2, 1)}
+
+
+def test_weighted_losses(tok):
+    enc = tok(text="ab", images=_two_shape_sprite(), return_context_ids=True, return_tensors="pt")
+    ids, labels = enc["input_ids"], enc["input_ids"].clone()
+    base = tiny_model()
+    with torch.no_grad():
+        logits = base(input_ids=ids).logits
+    per_token = torch.nn.functional.cross_entropy(logits[0, :-1], labels[0, 1:], reduction="none")
+    changed = labels[0, 1:] != labels[0, :-1]
+    novel = base._novel_pixels(labels[:, 1:], enc["context_ids"])[0]
+    for change, new in ((1.0, 1.0), (3.0, 1.0), (1.0, 20.0), (3.0, 20.0)):
+        model = tiny_model(change_token_weight=change, novel_pixel_weight=new)
+        with torch.no_grad():
+            loss = model(input_ids=ids, labels=labels).loss
+        weight = torch.where(changed, change, 1.0) * torch.where(novel, new, 1.0)
+        torch.testing.assert_close(loss, (per_token * weight).sum() / len(per_token))
 
 
 def test_context_loss_and_slot5_accuracy(tok):

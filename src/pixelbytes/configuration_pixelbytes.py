@@ -70,6 +70,11 @@ class PxByConfig(PretrainedConfig):
         change_token_weight (`float`, 1.0): loss weight of targets that differ from the token before them.
             On sprites the cross-entropy is dominated by long runs of background; weighting the changes
             (e.g. 4.0) makes shapes and colour switches count.
+        novel_pixel_weight (`float`, 1.0): loss weight of pixel (colour) targets equal to none of their known
+            neighbours (the six context slots of their position: the cells above, the previous frame, the token
+            before). Those are the pixels where a shape starts, which only the caption can predict: a handful
+            per sprite, so with equal weights a model learns to copy neighbours long before it learns to start
+            shapes (the demo uses 20).
     """
 
     model_type = "pixelbytes"
@@ -117,6 +122,7 @@ class PxByConfig(PretrainedConfig):
     diffusion_scheme: str = "masked"
     num_diffusion_steps: int = 5
     change_token_weight: float = 1.0
+    novel_pixel_weight: float = 1.0
     initializer_range: float = 0.02
     use_cache: bool = True
     tie_word_embeddings: bool = False
@@ -190,8 +196,9 @@ class PxByConfig(PretrainedConfig):
             )
         if self.grid_position_size and self.objective == "diffusion":
             raise ValueError("grid_position_size is not available with objective='diffusion' (use 0)")
-        if not float(self.change_token_weight) > 0.0:
-            raise ValueError(f"change_token_weight must be positive, got {self.change_token_weight}")
+        for name in ("change_token_weight", "novel_pixel_weight"):
+            if not float(getattr(self, name)) > 0.0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.backbone == "attention" and self.hidden_size % self.num_attention_heads:

@@ -40,7 +40,13 @@ __all__ = ["demo_parser", "run_demo"]
 def demo_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pixelbytes demo", description=__doc__.split("\n\n")[1])
     parser.add_argument("--output-dir", default="demo_output", help="where the model, samples and metrics go")
-    parser.add_argument("--max-steps", type=int, default=600, help="optimiser steps (default 600)")
+    parser.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="optimiser steps (default: as many as the time budget allows, timed on this machine before training "
+        "so that the learning-rate schedule ends with the budget)",
+    )
     parser.add_argument("--time-budget", type=float, default=210.0, help="hard limit on training seconds (default 210)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--backbone", default="lstm", choices=["lstm", "attention", "mamba"])
@@ -50,6 +56,12 @@ def demo_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--learning-rate", type=float, default=5e-3)
     parser.add_argument("--change-token-weight", type=float, default=1.0)
+    parser.add_argument(
+        "--novel-pixel-weight",
+        type=float,
+        default=20.0,
+        help="loss weight of pixels that start a shape (equal to none of their neighbours); see PxByConfig",
+    )
     parser.add_argument(
         "--grid-position-size", type=int, default=16, help="grid-position embeddings (0 = off, the papers' model)"
     )
@@ -90,7 +102,10 @@ def _train(model, tokenizer, store, args, output_dir: Path) -> tuple[float, dict
     dataset = PxByWindowDataset(
         store, lengths, seq_length=max(lengths), stride=max(lengths) - 1, position_layout=model.position_layout()
     )
+    start = time.perf_counter()
     max_steps = args.max_steps
+    if max_steps is None:
+        max_steps = _steps_within(model, dataset, args.batch_size, args.time_budget, args.seed)
     training_args = TrainingArguments(
         output_dir=str(output_dir / "checkpoints"),
         max_steps=max_steps,
@@ -109,11 +124,34 @@ def _train(model, tokenizer, store, args, output_dir: Path) -> tuple[float, dict
         seed=args.seed,
         dataloader_num_workers=0,
     )
-    trainer = build_trainer(model, tokenizer, training_args, dataset, callbacks=[TimeBudgetCallback(args.time_budget)])
-    start = time.perf_counter()
+    remaining = args.time_budget - (time.perf_counter() - start)
+    trainer = build_trainer(model, tokenizer, training_args, dataset, callbacks=[TimeBudgetCallback(remaining)])
     result = trainer.train()
     seconds = time.perf_counter() - start
     return seconds, {"train_loss": float(result.training_loss), "train_steps": int(result.global_step)}
+
+
+def _steps_within(model, dataset, batch_size: int, seconds: float, seed: int, probes: int = 3) -> int:
+    """How many optimiser steps fit in ``seconds`` here: times forward + backward on ``probes`` random batches.
+
+    The cosine schedule then decays to zero as the budget runs out instead of being cut short at a high
+    learning rate by the time limit. Gradients are cleared after."""
+    from .data.windows import PxByDataCollator
+
+    collate = PxByDataCollator()
+    rng = np.random.default_rng(seed)
+    model.train()
+    times = []
+    for _ in range(probes):
+        batch = collate([dataset[int(i)] for i in rng.integers(0, len(dataset), batch_size)])
+        start = time.perf_counter()
+        model(**batch).loss.backward()
+        times.append(time.perf_counter() - start)
+    model.zero_grad(set_to_none=True)
+    per_step = 1.05 * float(np.median(times))  # + the optimiser step and data loading
+    steps = max(1, int((seconds - sum(times)) / per_step))
+    logger.info("demo: %.2f s per training step measured: %d steps fit in %.0f s", per_step, steps, seconds)
+    return steps
 
 
 def _default_threads() -> int:
@@ -176,7 +214,7 @@ def _contact_sheet(specs, results, path: Path, scale: int = 4, max_rows: int = 3
 
 def run_demo(
     output_dir: str = "demo_output",
-    max_steps: int = 600,
+    max_steps: int | None = None,
     time_budget: float = 210.0,
     seed: int = 0,
     backbone: str = "lstm",
@@ -186,6 +224,7 @@ def run_demo(
     batch_size: int = 8,
     learning_rate: float = 5e-3,
     change_token_weight: float = 1.0,
+    novel_pixel_weight: float = 20.0,
     grid_position_size: int = 16,
     train_eval_samples: int = 32,
     threads: int | None = None,
@@ -206,7 +245,7 @@ def run_demo(
     train_specs, heldout_specs = make_demo_split(seed=seed)
     if quick:
         train_specs, heldout_specs = train_specs[::28], heldout_specs[::8]
-        args.max_steps, args.time_budget = min(max_steps, 4), min(time_budget, 10.0)
+        args.max_steps, args.time_budget = min(max_steps or 4, 4), min(time_budget, 10.0)
         train_eval_samples = min(train_eval_samples, 4)
     store = _tokenize(demo_samples(train_specs, tokenizer.sampling_rate), tokenizer)
     config = PxByConfig.from_tokenizer(
@@ -216,6 +255,7 @@ def run_demo(
         hidden_size=hidden_size,
         num_hidden_layers=num_layers,
         change_token_weight=change_token_weight,
+        novel_pixel_weight=novel_pixel_weight,
         grid_position_size=grid_position_size,
     )
     model = PxBySequenceModel(config)

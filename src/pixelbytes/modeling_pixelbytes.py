@@ -63,7 +63,7 @@ from .backbones_pixelbytes import (
 from .configuration_pixelbytes import NUM_CONTEXT_SLOTS, PxByConfig
 from .generation_pixelbytes import CACHE_NAME, PxByCache, resolve_cache_argument
 from .layout import IMAGE, NUM_POSITION_FIELDS, batch_context_ids, batch_grid_positions, batch_windows
-from .vocabulary import BYTE, token_classes_for_sizes
+from .vocabulary import BYTE, COLOUR, token_classes_for_sizes
 
 __all__ = ["PxByModelOutput", "PxByPreTrainedModel", "PxBySequenceModel"]
 
@@ -276,6 +276,7 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
             if len(members) > 1:
                 other[members] = np.roll(members, -1)
         self._same_class_other = torch.from_numpy(other)
+        self._colour_lookup = torch.from_numpy(classes == COLOUR)  # (V,) bool: is this id a pixel colour
         # structural choices, read on every generated token (a config attribute lookup costs microseconds)
         self._objective, self._embedding, self._backbone = config.objective, config.embedding, config.backbone
         self._vocab_size, self._is_causal = config.vocab_size, config.is_causal
@@ -440,8 +441,10 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         else:
             logits = out
         loss = next_acc = ctx_acc = None
-        if labels is not None and context_logits is not None and self.config.embedding != "pxby6":
-            # the context objective predicts the 6-slot neighbourhood whatever the input embedding
+        if labels is not None and self.config.embedding != "pxby6" and (
+            context_logits is not None or self.config.novel_pixel_weight != 1.0
+        ):
+            # the context objective and the novel-pixel weight read the 6-slot neighbourhood whatever the embedding
             context_ids = self._layout_array(batch_context_ids, input_ids, attention_mask)
         if labels is not None:
             loss, next_acc, ctx_acc = self._loss(logits, context_logits, context_ids, labels, **kwargs)
@@ -988,15 +991,18 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         with torch.no_grad():
             pred = logits[:, :-1].argmax(-1)
             next_acc = (pred == target_next)[valid].float().mean() if valid.any() else logits.new_zeros(())
-        weight = self.config.change_token_weight
-        if context_logits is None and weight == 1.0:
+        weight, novel_weight = self.config.change_token_weight, self.config.novel_pixel_weight
+        if context_logits is None and weight == 1.0 and novel_weight == 1.0:
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=V, **kwargs)
             return loss, next_acc, None
-        # (B, L-1) weight per target row: change_token_weight where the target differs from the token before it
+        # (B, L-1) weight per target row: change_token_weight where the target differs from the token before it,
+        # times novel_pixel_weight where a colour target matches none of its neighbours
         row_weight = torch.ones_like(target_next, dtype=torch.float32)
         if weight != 1.0:
             previous = labels[:, :-1].masked_fill(labels[:, :-1] == -100, -1)
             row_weight = row_weight.masked_fill(target_next != previous, weight)
+        if novel_weight != 1.0:
+            row_weight = row_weight * torch.where(self._novel_pixels(target_next, context_ids), novel_weight, 1.0)
         num_items = kwargs.get("num_items_in_batch")
         denominator = num_items if num_items is not None else valid.sum()
         if torch.is_tensor(denominator):
@@ -1016,6 +1022,13 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
             slot_pred = context_logits[:, :-1].argmax(-1)
             ctx_acc = (slot_pred == targets)[valid].float().mean() if valid.any() else logits.new_zeros(())
         return loss, next_acc, ctx_acc
+
+    def _novel_pixels(self, target_next: torch.LongTensor, context_ids: torch.LongTensor) -> torch.Tensor:
+        """``(B, L-1)`` True where target ``k+1`` is a colour equal to none of the six context slots of its
+        position (HF-aligned row ``k`` of ``context_ids``: the cells above, the previous frame, the token before)."""
+        is_colour = self._colour_lookup.to(target_next.device)[target_next.clamp(min=0)]  # (B, L-1)
+        seen = (context_ids[:, :-1] == target_next.unsqueeze(-1)).any(-1)  # (B, L-1)
+        return is_colour & ~seen & (target_next != -100)
 
     @classmethod
     def from_original(cls, path_or_repo_id: Any, subfolder: str | None = None, **kwargs: Any) -> PxBySequenceModel:

@@ -55,6 +55,10 @@ class ModelArguments:
     change_token_weight: float = field(
         default=1.0, metadata={"help": "Loss weight of targets that differ from the previous token."}
     )
+    novel_pixel_weight: float = field(
+        default=1.0,
+        metadata={"help": "Loss weight of pixels equal to none of their neighbours (where shapes start)."},
+    )
     grid_position_size: int = field(
         default=0,
         metadata={"help": "Embed where each next token lands (kind, frame, row, column clamped to this); 0 = off."},
@@ -135,6 +139,7 @@ def make_model(model_args: ModelArguments, tokenizer: ActionPixelBytesTokenizer)
         num_diffusion_steps=model_args.num_diffusion_steps,
         dropout=model_args.dropout,
         change_token_weight=model_args.change_token_weight,
+        novel_pixel_weight=model_args.novel_pixel_weight,
         grid_position_size=model_args.grid_position_size,
     )
     return PxBySequenceModel(config)
