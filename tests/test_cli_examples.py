@@ -98,3 +98,19 @@ def test_examples_run(tmp_path, trained):
                      "--width", "4", "--frames", "2", "--output", str(tmp_path / "sprite"))  # fmt: skip
     assert Image.open(tmp_path / "sprite.gif").size == (4, 3)
     assert "creature" in out
+
+
+def test_demo_schedule_fits_the_time_budget():
+    from pixelbytes import ActionPixelBytesTokenizer, PxByConfig, PxBySequenceModel
+    from pixelbytes.data.synthetic import DEMO_TOKENIZER_KWARGS, demo_samples, make_demo_split
+    from pixelbytes.data.windows import PxByWindowDataset
+    from pixelbytes.demo import _steps_within, _tokenize
+
+    tok = ActionPixelBytesTokenizer(**DEMO_TOKENIZER_KWARGS)
+    store = _tokenize(demo_samples(make_demo_split()[0][::40]), tok)
+    lengths = [len(s["input_ids"]) for s in store]
+    model = PxBySequenceModel(PxByConfig.from_tokenizer(tok, embed_size=12, hidden_size=16, num_hidden_layers=1))
+    dataset = PxByWindowDataset(store, lengths, seq_length=max(lengths), stride=max(lengths) - 1)
+    short, long = (_steps_within(model, dataset, lengths, 2, seconds) for seconds in (5.0, 500.0))
+    assert 1 <= short < long
+    assert all(p.grad is None for p in model.parameters())  # the probes leave no gradient behind

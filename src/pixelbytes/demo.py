@@ -105,7 +105,7 @@ def _train(model, tokenizer, store, args, output_dir: Path) -> tuple[float, dict
     start = time.perf_counter()
     max_steps = args.max_steps
     if max_steps is None:
-        max_steps = _steps_within(model, dataset, args.batch_size, args.time_budget, args.seed)
+        max_steps = _steps_within(model, dataset, lengths, args.batch_size, args.time_budget)
     training_args = TrainingArguments(
         output_dir=str(output_dir / "checkpoints"),
         max_steps=max_steps,
@@ -131,24 +131,27 @@ def _train(model, tokenizer, store, args, output_dir: Path) -> tuple[float, dict
     return seconds, {"train_loss": float(result.training_loss), "train_steps": int(result.global_step)}
 
 
-def _steps_within(model, dataset, batch_size: int, seconds: float, seed: int, probes: int = 3) -> int:
-    """How many optimiser steps fit in ``seconds`` here: times forward + backward on ``probes`` random batches.
+def _steps_within(model, dataset, lengths: list[int], batch_size: int, seconds: float, probes: int = 4) -> int:
+    """How many optimiser steps fit in ``seconds`` here: times forward + backward on ``probes`` batches.
 
-    The cosine schedule then decays to zero as the budget runs out instead of being cut short at a high
-    learning rate by the time limit. Gradients are cleared after."""
+    Training batches are grouped by length, so the probes are too: windows taken at evenly spaced offsets of
+    the length order, their mean time standing for the mean step. The cosine schedule then decays to zero as the
+    budget runs out instead of being cut short at a high learning rate by the time limit. Gradients are
+    cleared after."""
     from .data.windows import PxByDataCollator
 
     collate = PxByDataCollator()
-    rng = np.random.default_rng(seed)
+    order = np.argsort(lengths, kind="stable")
+    offsets = np.linspace(0, max(0, len(order) - batch_size), probes).astype(int)
     model.train()
     times = []
-    for _ in range(probes):
-        batch = collate([dataset[int(i)] for i in rng.integers(0, len(dataset), batch_size)])
+    for offset in offsets:
+        batch = collate([dataset[int(i)] for i in order[offset : offset + batch_size]])
         start = time.perf_counter()
         model(**batch).loss.backward()
         times.append(time.perf_counter() - start)
     model.zero_grad(set_to_none=True)
-    per_step = 1.05 * float(np.median(times))  # + the optimiser step and data loading
+    per_step = 1.05 * float(np.mean(times))  # + the optimiser step and data loading
     steps = max(1, int((seconds - sum(times)) / per_step))
     logger.info("demo: %.2f s per training step measured: %d steps fit in %.0f s", per_step, steps, seconds)
     return steps
