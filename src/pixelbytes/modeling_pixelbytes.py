@@ -606,7 +606,7 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         """One new token per row for pxby6 + LSTM: the same computation as ``_forward_cached`` followed by the
         head, with no module-call or branching overhead (it runs once per generated token)."""
         tracker = cache.tracker
-        tracker.push(input_ids[:, 0].tolist())
+        tracker.push([row[0] for row in input_ids.tolist()])  # (B, 1) → B ids, without a slicing op
         context = torch.from_numpy(np.array(tracker.contexts(), dtype=np.int64)).to(input_ids.device)  # (B, 6)
         x = nn.functional.embedding(context, self.embedding.slot_embedding.weight).flatten(1)  # (B, E)
         if self.grid_embedding is not None:
