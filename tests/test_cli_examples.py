@@ -114,3 +114,20 @@ def test_demo_schedule_fits_the_time_budget():
     short, long = (_steps_within(model, dataset, lengths, 2, seconds) for seconds in (5.0, 500.0))
     assert 1 <= short < long
     assert all(p.grad is None for p in model.parameters())  # the probes leave no gradient behind
+
+
+def test_clock_cosine_schedule(monkeypatch):
+    import pixelbytes.demo as demo
+
+    now = [100.0]
+    monkeypatch.setattr(demo.time, "perf_counter", lambda: now[0])
+    schedule = demo.ClockCosineSchedule(60.0, warmup_steps=3)
+    assert [schedule(step) for step in range(3)] == [0.25, 0.5, 0.75]  # warm-up by steps, clock started
+    factors = []
+    for seconds in (0.0, 15.0, 30.0, 45.0, 60.0, 90.0):
+        now[0] = 100.0 + seconds
+        factors.append(schedule(10))
+    assert factors[0] == 1.0 and abs(factors[2] - 0.5) < 1e-12 and factors[4] == factors[5] == 0.0
+    assert all(a > b for a, b in zip(factors, factors[1:5]))
+    with pytest.raises(ValueError, match="time budget must be positive"):
+        demo.ClockCosineSchedule(0.0)

@@ -223,8 +223,10 @@ def build_trainer(
     train_dataset: PxByWindowDataset,
     eval_dataset: PxByWindowDataset | None = None,
     callbacks: list[TrainerCallback] | None = None,
+    optimizers: tuple[Any, Any] = (None, None),
 ) -> Trainer:
-    """A ``Trainer`` wired for PixelBytes windows: collator, metrics (per modality, 6-slot for context)."""
+    """A ``Trainer`` wired for PixelBytes windows: collator, metrics (per modality, 6-slot for context).
+    ``optimizers`` = ``(optimizer, lr_scheduler)`` as for ``Trainer`` (``None`` = built from ``training_args``)."""
     training_args.remove_unused_columns = False
     config = model.config
     if config.objective == "context":
@@ -246,6 +248,7 @@ def build_trainer(
         compute_metrics=None if diffusion else make_compute_metrics(tokenizer.token_classes, config.objective),
         preprocess_logits_for_metrics=None if diffusion else preprocess_logits_for_metrics,
         callbacks=callbacks,
+        optimizers=optimizers,
     )
 
 
