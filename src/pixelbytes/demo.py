@@ -47,7 +47,7 @@ def demo_parser() -> argparse.ArgumentParser:
         help="optimiser steps with a step-based cosine schedule (default: train until the time budget runs out, "
         "the learning rate's cosine following the budget's clock)",
     )
-    parser.add_argument("--time-budget", type=float, default=240.0, help="hard limit on training seconds (default 240)")
+    parser.add_argument("--time-budget", type=float, default=210.0, help="hard limit on training seconds (default 210)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--backbone", default="lstm", choices=["lstm", "attention", "mamba"])
     parser.add_argument("--hidden-size", type=int, default=128)
@@ -250,7 +250,7 @@ def _contact_sheet(specs, results, path: Path, scale: int = 4, max_rows: int = 3
 def run_demo(
     output_dir: str = "demo_output",
     max_steps: int | None = None,
-    time_budget: float = 240.0,
+    time_budget: float = 210.0,
     seed: int = 0,
     backbone: str = "lstm",
     hidden_size: int = 128,
