@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -128,6 +129,6 @@ def test_clock_cosine_schedule(monkeypatch):
         now[0] = 100.0 + seconds
         factors.append(schedule(10))
     assert factors[0] == 1.0 and abs(factors[2] - 0.5) < 1e-12 and factors[4] == factors[5] == 0.0
-    assert all(a > b for a, b in zip(factors, factors[1:5]))
+    assert all(a > b for a, b in itertools.pairwise(factors[:5]))
     with pytest.raises(ValueError, match="time budget must be positive"):
         demo.ClockCosineSchedule(0.0)
