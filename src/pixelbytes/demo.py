@@ -165,17 +165,16 @@ def _steps_within(model, dataset, lengths: list[int], batch_size: int, seconds: 
     """How many optimiser steps fit in ``seconds`` here: times forward + backward on ``probes`` batches.
 
     Training batches are grouped by length, so the probes are too: windows taken at evenly spaced offsets of
-    the length order, their mean time standing for the mean step. The cosine schedule then decays to zero as the
-    budget runs out instead of being cut short at a high learning rate by the time limit. Gradients are
-    cleared after."""
+    the length order, their mean time standing for the mean step. The estimate sizes the warm-up and the
+    progress bar (the learning rate itself follows :class:`ClockCosineSchedule`). Gradients are cleared after."""
     from .data.windows import PxByDataCollator
 
     collate = PxByDataCollator()
     order = np.argsort(lengths, kind="stable")
     offsets = np.linspace(0, max(0, len(order) - batch_size), probes).astype(int)
     model.train()
-    collate_first = collate([dataset[int(i)] for i in order[:batch_size]])
-    model(**collate_first).loss.backward()  # warm-up: the first call pays one-off allocations
+    warm_up = collate([dataset[int(i)] for i in order[:batch_size]])
+    model(**warm_up).loss.backward()  # the first call pays one-off allocations
     times = []
     for offset in offsets:
         batch = collate([dataset[int(i)] for i in order[offset : offset + batch_size]])
