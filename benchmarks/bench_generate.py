@@ -9,10 +9,13 @@ prompt and greedy decoding, threads fixed (``--threads``, default 1), median of 
 * cached ``model.generate()`` at 256 / 1024 / 4096 new tokens;
 * full recompute at every step (``use_cache=False``: contexts and the whole LSTM over the prefix, what the
   original code does) at 256 and 1024, extrapolated to 4096 from the measured quadratic growth;
-* the floor: a bare loop of ``torch.lstm_cell`` steps with the same weights and nothing else.
+* the floor: a bare loop of ``torch.lstm_cell`` steps with the same weights and nothing else;
+* the step floor: a bare loop of the model's own ``backbone.step`` (the fused cell update that cached
+  generation runs, on :meth:`~pixelbytes.modeling_pixelbytes.LSTMBackbone.inference_weights`) and nothing else.
+  cached/step is what embedding, layout tracking, the head and ``generate()`` add per token.
 
-cached/floor is the median over repeats of (cached run / the floor run timed right after it), so that a burst
-of load on the shared machine hits both sides of a ratio.
+Ratios are medians over repeats of (cached run / the floor run timed right after it), so that a burst of load
+on the shared machine hits both sides of a ratio.
 
 Goals (issue 3): cached ≤ 1.5× the floor per token; per-token cost flat (4096 vs 256 within 1.5×);
 ≥ 40× faster than full recompute at 1024 new tokens. Also reports tokens/s, peak RSS and batch-8 throughput.
@@ -79,6 +82,16 @@ def floor_loop(model: PxBySequenceModel, steps: int, batch: int = 1) -> None:
                 x = hs[layer]
 
 
+def step_floor_loop(model: PxBySequenceModel, steps: int, batch: int = 1) -> None:
+    """Bare ``backbone.step`` calls (the cell update cached generation uses) and nothing else."""
+    lstm = model.backbone.lstms[0]
+    x = torch.randn(batch, lstm.input_size)
+    state = ([torch.zeros(batch, lstm.hidden_size)] * lstm.num_layers,) * 2
+    with torch.no_grad():
+        for _ in range(steps):
+            _, state = model.backbone.step(x, state)
+
+
 def generate(model: PxBySequenceModel, prompt: torch.Tensor, new: int, use_cache: bool) -> torch.Tensor:
     with torch.no_grad():
         return model.generate(
@@ -110,22 +123,26 @@ def main() -> None:
 
     generate(model, prompt, 16, True)  # warm-up
     floor_loop(model, 16)
+    step_floor_loop(model, 16)
     rss_before = peak_rss_mb()
 
     rows = []
-    cached, floor, paired = {}, {}, {}
+    cached, floor, paired, step_floor, step_paired = {}, {}, {}, {}, {}
     for n in lengths:
-        # interleaved repeats: each cached run is compared with the floor run right after it (same machine state)
-        pairs = [
+        # interleaved repeats: each cached run is compared with the floor runs right after it (same machine state)
+        runs = [
             (
                 median_time(lambda n=n: generate(model, prompt, n, True), 1) / n,
                 median_time(lambda n=n: floor_loop(model, n), 1) / n,
+                median_time(lambda n=n: step_floor_loop(model, n), 1) / n,
             )
             for _ in range(repeats)
         ]
-        cached[n] = statistics.median(c for c, _ in pairs)
-        floor[n] = statistics.median(f for _, f in pairs)
-        paired[n] = statistics.median(c / f for c, f in pairs)
+        cached[n] = statistics.median(c for c, _, _ in runs)
+        floor[n] = statistics.median(f for _, f, _ in runs)
+        paired[n] = statistics.median(c / f for c, f, _ in runs)
+        step_floor[n] = statistics.median(s for _, _, s in runs)
+        step_paired[n] = statistics.median(c / s for c, _, s in runs)
     rss_cached = peak_rss_mb()
     recompute = {}
     for n in recompute_lengths:
@@ -139,7 +156,8 @@ def main() -> None:
     recompute_extrapolated = (a * n3 + b * n3 * n3) / n3
 
     header = f"{'new tokens':>10} | {'cached ms/tok':>13} | {'floor ms/tok':>12} | {'cached/floor':>12} | "
-    header += f"{'recompute ms/tok':>16} | {'speed-up':>8} | {'tokens/s':>8}"
+    header += f"{'step ms/tok':>11} | {'cached/step':>11} | {'recompute ms/tok':>16} | {'speed-up':>8} | "
+    header += f"{'tokens/s':>8}"
     print(header)
     print("-" * len(header))
     for n in lengths:
@@ -148,7 +166,8 @@ def main() -> None:
         rows.append((n, cached[n], floor[n], rec))
         print(
             f"{n:>10} | {cached[n] * 1e3:>13.3f} | {floor[n] * 1e3:>12.3f} | {paired[n]:>12.2f} | "
-            f"{rec * 1e3:>16.3f} | {rec / cached[n]:>7.1f}x | {1 / cached[n]:>8.0f}{mark}"
+            f"{step_floor[n] * 1e3:>11.3f} | {step_paired[n]:>11.2f} | {rec * 1e3:>16.3f} | "
+            f"{rec / cached[n]:>7.1f}x | {1 / cached[n]:>8.0f}{mark}"
         )
 
     batch = 8

@@ -161,6 +161,38 @@ def test_cached_step_equals_full_forward(tok):
             assert rest.cache.get_seq_length() == L
 
 
+@pytest.mark.parametrize("layers", [1, 2])
+def test_inference_step_equals_lstm_cell_step(layers):
+    backbone = tiny_model(num_hidden_layers=layers).backbone
+    torch.manual_seed(1)
+    E, H = backbone.lstms[0].input_size, backbone.lstms[0].hidden_size
+    x = torch.randn(3, E)
+    state = ([torch.randn(3, H) for _ in range(layers)], [torch.randn(3, H) for _ in range(layers)])
+    with torch.no_grad():
+        fast_out, (fast_h, fast_c) = backbone.step(x, state)
+    with torch.enable_grad():
+        ref_out, (ref_h, ref_c) = backbone.step(x, state)  # the torch.lstm_cell path
+    torch.testing.assert_close(fast_out, ref_out, atol=1e-6, rtol=1e-6)
+    for a, b in zip(fast_h + fast_c, ref_h + ref_c):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+
+
+def test_inference_weights_follow_weight_updates():
+    model = tiny_model()
+    backbone = model.backbone
+    first = backbone.inference_weights()
+    assert backbone.inference_weights() is first  # cached while the weights are unchanged
+    with torch.no_grad():
+        backbone.lstms[0].weight_hh_l0.mul_(0.5)  # an in-place update, as an optimiser step makes
+    rebuilt = backbone.inference_weights()
+    assert rebuilt is not first
+    H = backbone.lstms[0].hidden_size
+    torch.testing.assert_close(rebuilt[0][0][-H:, :H], backbone.lstms[0].weight_hh_l0[:H].t())
+    assert not any("inference" in name for name in model.state_dict())
+    model.double()
+    assert backbone.inference_weights()[0][0].dtype == torch.float64
+
+
 @pytest.mark.parametrize("with_context", [False, True])
 def test_token_step_output_matches_regular_output(with_context):
     from pixelbytes.generation_pixelbytes import CACHE_NAME
