@@ -45,6 +45,12 @@ class PxByConfig(PretrainedConfig):
             embedding. 0 = off, as in the papers; a recurrent model must otherwise count rows and columns to know
             where a shape starts, which it learns slowly. Positions come from the layout (DESIGN §5), derived
             from ``input_ids`` or passed as ``grid_positions``.
+        caption_memory_buckets (`int`, 0): add to every token's input the mean embedding of the byte trigrams
+            of the LATEST text segment so far (hashed into this many buckets). 0 = off, as in the papers. Why: a
+            caption conditions pixels hundreds of tokens later; through the recurrent state alone its effect is
+            learnt slowly (credit assignment over the whole frame), while this direct path gives every pixel the
+            caption's words as an input. Causal models only; the memory sees the text of the input (a training
+            window that cuts the caption off does not see it).
     Backbone:
         backbone (`str`, ``"lstm"``): ``"lstm"``, ``"mamba"`` or ``"attention"``.
         hidden_size (`int`, 512): the backbone's OUTPUT width (a bidirectional LSTM layer uses hidden_size/2 per
@@ -103,6 +109,7 @@ class PxByConfig(PretrainedConfig):
     embed_size: int = 126
     window_conv: bool = True
     grid_position_size: int = 0
+    caption_memory_buckets: int = 0
     backbone: str = "lstm"
     hidden_size: int = 512
     num_hidden_layers: int = 2
@@ -188,11 +195,14 @@ class PxByConfig(PretrainedConfig):
                 "diffusion_scheme='embedding_noise' noises the 6 context-slot embeddings and reconstructs the 6 slots: "
                 f"it needs embedding='pxby6', got {self.embedding!r}"
             )
-        if not isinstance(self.grid_position_size, int) or isinstance(self.grid_position_size, bool) or (
-            self.grid_position_size < 0
-        ):
+        for name in ("grid_position_size", "caption_memory_buckets"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"PxByConfig.{name} must be a non-negative integer, got {value!r}")
+        if self.caption_memory_buckets and (self.bidirectional or self.objective == "diffusion"):
             raise ValueError(
-                f"PxByConfig.grid_position_size must be a non-negative integer, got {self.grid_position_size!r}"
+                "caption_memory_buckets needs a causal model (bidirectional=False and objective != 'diffusion'): "
+                "its memory holds the text seen so far"
             )
         if self.grid_position_size and self.objective == "diffusion":
             raise ValueError("grid_position_size is not available with objective='diffusion' (use 0)")

@@ -65,6 +65,12 @@ def demo_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--grid-position-size", type=int, default=16, help="grid-position embeddings (0 = off, the papers' model)"
     )
+    parser.add_argument(
+        "--caption-memory-buckets",
+        type=int,
+        default=0,
+        help="caption memory: the caption's hashed byte trigrams added to every input (0 = off); see PxByConfig",
+    )
     parser.add_argument("--train-eval-samples", type=int, default=32, help="training captions to evaluate")
     parser.add_argument(
         "--threads",
@@ -260,6 +266,7 @@ def run_demo(
     change_token_weight: float = 1.0,
     novel_pixel_weight: float = 20.0,
     grid_position_size: int = 16,
+    caption_memory_buckets: int = 0,
     train_eval_samples: int = 32,
     threads: int | None = None,
     quick: bool = False,
@@ -291,6 +298,7 @@ def run_demo(
         change_token_weight=change_token_weight,
         novel_pixel_weight=novel_pixel_weight,
         grid_position_size=grid_position_size,
+        caption_memory_buckets=caption_memory_buckets,
     )
     model = PxBySequenceModel(config)
     n_params = sum(p.numel() for p in model.parameters())

@@ -76,10 +76,15 @@ class PxByCache:
         seen_tokens: number of stream positions already consumed.
         tracker: per-row layout tracker (built lazily from the prompt on the first decoding step, so a plain
             forward with ``use_cache=True`` costs nothing extra).
+
+    Models with a caption memory keep ``states["caption_memory"]`` = ``[total (B, E), count (B,), recent bytes
+    (B, 2), memory (B, E)]`` (see :class:`~pixelbytes.modeling_pixelbytes.CaptionMemory`).
     """
 
     is_compileable = False
     is_croppable = False
+    #: Caption-memory models: True once no row's last token is text (then a non-text token changes nothing).
+    caption_memory_idle = False
 
     def __init__(
         self,

@@ -155,6 +155,91 @@ class GridPositionEmbedding(nn.Module):
         return self.kind(kind) + image * (self.frame(t) + self.row(r) + self.column(c))  # (B, L, E)
 
 
+class CaptionMemory(nn.Module):
+    """The mean embedding of the hashed byte trigrams of the latest text segment, at every position (causal).
+
+    A text segment is a maximal run of byte tokens. At position t the memory averages the trigrams
+    ``(b[t-2], b[t-1], b[t])`` of the segment holding t or, past its end, of the last segment before t (zero
+    before the first trigram). Added to the input embedding, it hands every pixel the caption's words directly;
+    see ``PxByConfig.caption_memory_buckets``. :meth:`forward` runs whole sequences, :meth:`step` one token per
+    row on the state kept in a :class:`~pixelbytes.generation_pixelbytes.PxByCache`.
+    """
+
+    _HASH = 2_654_435_761  # Knuth's multiplicative hash constant
+
+    def __init__(self, config: PxByConfig, token_classes: np.ndarray) -> None:
+        super().__init__()
+        self.buckets, self.num_bytes = config.caption_memory_buckets, config.num_bytes
+        self.table = nn.Embedding(self.buckets, config.embed_size)
+        self.byte_offset = int(np.flatnonzero(token_classes == BYTE)[0])
+        self._text_ids = frozenset(np.flatnonzero(token_classes == BYTE).tolist())
+        # a plain tensor, not a buffer: from_pretrained builds modules on the meta device and loads only weights
+        self._is_text = torch.from_numpy(token_classes == BYTE)  # (V,) bool
+
+    def bucket(self, first: torch.Tensor, second: torch.Tensor, third: torch.Tensor) -> torch.LongTensor:
+        """Bucket of the byte trigram ``(first, second, third)`` (byte values, any shape)."""
+        n = self.num_bytes
+        return ((first * n + second) * n + third) * self._HASH % 2**32 % self.buckets
+
+    def forward(
+        self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None, need_state: bool = False
+    ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        """``(B, L, E)`` memory of every position and, with ``need_state``, the generation state after each row's
+        last real token: ``[total (B, E), count (B,), recent bytes (B, 2) (-1 = none), memory (B, E)]``."""
+        B, L = input_ids.shape
+        text = self._is_text.to(input_ids.device)[input_ids]  # (B, L)
+        if attention_mask is not None:
+            text = text & attention_mask.bool()
+        value = torch.where(text, input_ids - self.byte_offset, 0)  # (B, L) byte values
+        before1 = nn.functional.pad(text, (1, 0))[:, :L]  # (B, L): is t-1 text
+        before2 = nn.functional.pad(text, (2, 0))[:, :L]
+        ends_trigram = text & before1 & before2  # (B, L)
+        buckets = self.bucket(nn.functional.pad(value, (2, 0))[:, :L], nn.functional.pad(value, (1, 0))[:, :L], value)
+        total = (self.table(buckets) * ends_trigram.unsqueeze(-1)).cumsum(1)  # (B, L, E)
+        count = ends_trigram.long().cumsum(1)  # (B, L)
+        position = torch.arange(L, device=input_ids.device).expand(B, L)
+        segment_start = torch.where(text & ~before1, position, -1).cummax(1).values  # (B, L), -1 before any text
+        before_segment = (segment_start - 1).clamp(min=0)
+        has_before = (segment_start >= 1).unsqueeze(-1)  # (B, L, 1)
+        total = total - total.gather(1, before_segment.unsqueeze(-1).expand_as(total)) * has_before
+        count = count - count.gather(1, before_segment) * has_before.squeeze(-1)
+        memory = total / count.clamp(min=1).unsqueeze(-1).to(total.dtype)  # (B, L, E)
+        if not need_state:
+            return memory, None
+        last = L - 1 if attention_mask is None else (attention_mask.long() * position).argmax(1)  # (B,) last real
+        rows = torch.arange(B, device=input_ids.device)
+        last = torch.as_tensor(last, device=input_ids.device).expand(B)
+        recent = torch.stack(
+            (
+                torch.where(text[rows, last] & before1[rows, last], value[rows, (last - 1).clamp(min=0)], -1),
+                torch.where(text[rows, last], value[rows, last], -1),
+            ),
+            1,
+        )  # (B, 2)
+        return memory, [total[rows, last], count[rows, last], recent, memory[rows, last]]
+
+    def step(self, ids: list[int], cache: PxByCache) -> torch.Tensor:
+        """The ``(B, E)`` memory after one new token per row (``ids``), updating the state in ``cache``."""
+        total, count, recent, memory = cache.states["caption_memory"]
+        has_text = any(i in self._text_ids for i in ids)
+        if not has_text and cache.caption_memory_idle:
+            return memory  # past every segment's end: nothing changes (no row's last token is text)
+        new = torch.tensor(ids, dtype=torch.long, device=total.device)  # (B,)
+        text = self._is_text.to(new.device)[new]
+        value = torch.where(text, new - self.byte_offset, -1)
+        second, first = recent.unbind(1)  # the bytes at t-2 and t-1 (-1 = none)
+        fresh = (text & (first < 0)).unsqueeze(-1)  # (B, 1): a new segment starts
+        total, count = total.masked_fill(fresh, 0.0), count.masked_fill(fresh.squeeze(-1), 0)
+        ends_trigram = text & (first >= 0) & (second >= 0)  # (B,)
+        bucket = self.bucket(second.clamp(min=0), first.clamp(min=0), value.clamp(min=0))
+        total = total + self.table(bucket) * ends_trigram.unsqueeze(-1)  # (B, E)
+        count = count + ends_trigram
+        memory = total / count.clamp(min=1).unsqueeze(-1).to(total.dtype)
+        cache.states["caption_memory"] = [total, count, torch.stack((torch.where(text, first, -1), value), 1), memory]
+        cache.caption_memory_idle = not has_text
+        return memory
+
+
 class LSTMBackbone(nn.Module):
     """Stacked LSTM: unidirectional, bidirectional (hidden/2 per direction) or the v1 "first_layer" structure.
 
@@ -302,6 +387,8 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         backbones = {"lstm": LSTMBackbone, "attention": AttentionBackbone, "mamba": MambaBackbone}
         self.embedding = embeddings[config.embedding](config)
         self.grid_embedding = GridPositionEmbedding(config) if config.grid_position_size else None
+        classes = token_classes_for_sizes(config.num_bytes, config.num_colors, config.num_levels)
+        self.caption_memory = CaptionMemory(config, classes) if config.caption_memory_buckets else None
         if config.backbone == "attention" and config.attention_style == "v1_encoder":
             backbones["attention"] = V1EncoderBackbone
         if config.backbone == "mamba" and config.mamba_style == "v1":
@@ -309,9 +396,8 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         self.backbone = backbones[config.backbone](config)
         self.lm_head = nn.Linear(config.hidden_size, config.output_size)
         self.loss_type = "ForCausalLM"
-        self._token_classes = token_classes_for_sizes(config.num_bytes, config.num_colors, config.num_levels)
+        self._token_classes = classes
         # masked diffusion: every content id → another id of its class (same layout, other value)
-        classes = self._token_classes
         other = np.arange(len(classes))
         for cls in np.unique(classes[classes >= BYTE]):
             members = np.flatnonzero(classes == cls)
@@ -518,12 +604,19 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
             hidden = self._forward_window(input_ids, context_ids, attention_mask, labels, grid_positions)
             return hidden, None, context_ids
         x = self._embed(input_ids, context_ids, grid_positions, attention_mask)  # (B, L, E)
+        memory_state = None
+        if self.caption_memory is not None:
+            memory, memory_state = self.caption_memory(input_ids, attention_mask, need_state=use_cache)
+            x = x + memory
         hidden, states = self._encode(x, attention_mask, need_state=use_cache)
         cache = None
         if use_cache:
             cache = PxByCache(
                 None, None, input_ids, attention_mask, self._token_classes, self.config.audio_channels, states=states
             )
+            if memory_state is not None:
+                cache.states["caption_memory"] = memory_state
+                cache.caption_memory_idle = not bool((memory_state[2][:, 1] >= 0).any())
         return hidden, cache, context_ids
 
     def _encode(
@@ -631,6 +724,8 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         x = self.embedding(context_ids)  # (B, k, E)
         if positions:
             x = x + self.grid_embedding(grid_positions)
+        if self.caption_memory is not None:
+            x = x + torch.stack([self.caption_memory.step(column, cache) for column in input_ids.t().tolist()], 1)
         if self._backbone == "lstm":
             state = (cache.h, cache.c)
             if x.shape[1] == 1:
@@ -648,12 +743,15 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         """One new token per row for pxby6 + LSTM: the same computation as ``_forward_cached`` followed by the
         head, with no module-call or branching overhead (it runs once per generated token)."""
         tracker = cache.tracker
-        tracker.push([row[0] for row in input_ids.tolist()])  # (B, 1) → B ids, without a slicing op
+        ids = [row[0] for row in input_ids.tolist()]  # (B, 1) → B ids, without a slicing op
+        tracker.push(ids)
         context = torch.from_numpy(np.array(tracker.contexts(), dtype=np.int64)).to(input_ids.device)  # (B, 6)
         x = nn.functional.embedding(context, self.embedding.slot_embedding.weight).flatten(1)  # (B, E)
         if self.grid_embedding is not None:
             where = torch.tensor(tracker.grid_positions(), dtype=torch.long, device=input_ids.device)  # (B, 4)
             x = x + self.grid_embedding(where)
+        if self.caption_memory is not None:
+            x = x + self.caption_memory.step(ids, cache)  # (B, E)
         hidden, (cache.h, cache.c) = self.backbone.step(x, (cache.h, cache.c))  # (B, H)
         cache.seen_tokens += 1
         out = nn.functional.linear(hidden, self.lm_head.weight, self.lm_head.bias).unsqueeze(1)  # (B, 1, V or 6V)

@@ -63,6 +63,10 @@ class ModelArguments:
         default=0,
         metadata={"help": "Embed where each next token lands (kind, frame, row, column clamped to this); 0 = off."},
     )
+    caption_memory_buckets: int = field(
+        default=0,
+        metadata={"help": "Add the latest text's hashed byte trigrams (this many buckets) to every input; 0 = off."},
+    )
 
 
 @dataclass
@@ -141,6 +145,7 @@ def make_model(model_args: ModelArguments, tokenizer: ActionPixelBytesTokenizer)
         change_token_weight=model_args.change_token_weight,
         novel_pixel_weight=model_args.novel_pixel_weight,
         grid_position_size=model_args.grid_position_size,
+        caption_memory_buckets=model_args.caption_memory_buckets,
     )
     return PxBySequenceModel(config)
 
