@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from pixelbytes import ActionPixelBytesTokenizer, PxByConfig, PxBySequenceModel
+from pixelbytes.layout import IMAGE
 from pixelbytes.vocabulary import BYTE
 
 TINY = {"embed_size": 18, "hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2, "state_size": 4,
@@ -16,8 +17,10 @@ BACKBONES = ("lstm", "attention", "mamba")
 PROMPTS = ["a red heart", "hi", "pixel bytes: 12 colours"]
 
 
-def memory_model(backbone: str = "lstm", seed: int = 0, **overrides) -> PxBySequenceModel:
+def memory_model(backbone: str = "lstm", seed: int = 0, per_cell: bool = False, **overrides) -> PxBySequenceModel:
     torch.manual_seed(seed)
+    if per_cell:
+        overrides = {"caption_memory_per_cell": True, "grid_position_size": 4, **overrides}
     model = PxBySequenceModel(PxByConfig(**{**TINY, "backbone": backbone, **overrides})).eval()
     with torch.no_grad():  # a visible memory: table entries as large as the token embeddings
         model.caption_memory.table.weight.normal_(0.0, 1.0)
@@ -78,9 +81,26 @@ def test_memory_ignores_padding(tok):
             torch.testing.assert_close(padded[i][keep], alone[0], atol=1e-6, rtol=1e-6)
 
 
+def test_per_cell_memory_is_the_memory_times_one_plus_the_cell(two_captions):
+    model = memory_model(per_cell=True)
+    cells = model.caption_memory.cells.detach()
+    assert cells.shape == (4 * 4 + 1, TINY["embed_size"]) and 0.8 < float(cells.std()) < 1.2  # N(0, 1) init
+    where = model.derive_grid_positions(two_captions)[0]  # (L, 4): where each next token lands
+    with torch.no_grad():
+        memory, _ = model.caption_memory(two_captions, None, grid_positions=where.unsqueeze(0))
+        plain = reference_memory(model, two_captions[0].tolist())
+    for k, (kind, _, row, column) in enumerate(where.tolist()):
+        cell = min(row, 3) * 4 + min(column, 3) if kind == IMAGE else 16
+        torch.testing.assert_close(memory[0, k], plain[k] * (1 + cells[cell]), atol=1e-5, rtol=1e-5)
+    assert {int(kind) for kind in where[:, 0]} >= {IMAGE}
+    with pytest.raises(ValueError, match="grid positions"):
+        model.caption_memory(two_captions, None)
+
+
+@pytest.mark.parametrize("per_cell", [False, True])
 @pytest.mark.parametrize("backbone", BACKBONES)
-def test_cached_steps_equal_full_forward(backbone, two_captions):
-    model = memory_model(backbone)
+def test_cached_steps_equal_full_forward(backbone, per_cell, two_captions):
+    model = memory_model(backbone, per_cell=per_cell)
     L = two_captions.shape[1]
     with torch.no_grad():
         full = model(input_ids=two_captions, use_cache=False).logits
@@ -104,9 +124,10 @@ def test_memory_changes_the_output(two_captions):
     assert not torch.allclose(with_memory, without)
 
 
+@pytest.mark.parametrize("per_cell", [False, True])
 @pytest.mark.parametrize("backbone", BACKBONES)
-def test_cached_generation_equals_recompute_left_padded(backbone, tok):
-    model = memory_model(backbone, seed=1)
+def test_cached_generation_equals_recompute_left_padded(backbone, per_cell, tok):
+    model = memory_model(backbone, seed=1, per_cell=per_cell)
     batch = tok(PROMPTS, padding=True, padding_side="left", return_tensors="pt")
     with torch.no_grad():
         cached = model.generate(**batch, max_new_tokens=16, do_sample=False)
@@ -116,8 +137,9 @@ def test_cached_generation_equals_recompute_left_padded(backbone, tok):
     assert torch.equal(cached[1, -16:], alone[0, -16:])
 
 
-def test_beam_search_reorders_the_memory(tok):
-    model = memory_model(seed=2)
+@pytest.mark.parametrize("per_cell", [False, True])
+def test_beam_search_reorders_the_memory(tok, per_cell):
+    model = memory_model(seed=2, per_cell=per_cell)
     batch = tok(PROMPTS[:2], padding=True, padding_side="left", return_tensors="pt")
     kwargs = {"max_new_tokens": 10, "num_beams": 3, "num_return_sequences": 2, "do_sample": False}
     with torch.no_grad():
@@ -127,10 +149,11 @@ def test_beam_search_reorders_the_memory(tok):
 
 
 def test_save_load_and_training(tok, tmp_path, two_captions):
-    model = memory_model().train()
+    model = memory_model(per_cell=True).train()
     out = model(input_ids=two_captions, labels=two_captions)
     out.loss.backward()
     assert model.caption_memory.table.weight.grad.abs().sum() > 0
+    assert model.caption_memory.cells.grad.abs().sum() > 0
     model.eval().save_pretrained(tmp_path)
     loaded = PxBySequenceModel.from_pretrained(tmp_path).eval()
     assert loaded.config.caption_memory_buckets == 64
@@ -145,6 +168,8 @@ def test_save_load_and_training(tok, tmp_path, two_captions):
         ({"caption_memory_buckets": 2.5}, "non-negative integer"),
         ({"caption_memory_buckets": 8, "bidirectional": True}, "causal model"),
         ({"caption_memory_buckets": 8, "bidirectional": True, "objective": "diffusion"}, "causal model"),
+        ({"caption_memory_per_cell": True, "grid_position_size": 4}, "caption_memory_buckets > 0"),
+        ({"caption_memory_per_cell": True, "caption_memory_buckets": 8}, "grid_position_size > 0"),
     ],
 )
 def test_invalid_caption_memory_config(overrides, message):

@@ -51,6 +51,11 @@ class PxByConfig(PretrainedConfig):
             learnt slowly (credit assignment over the whole frame), while this direct path gives every pixel the
             caption's words as an input. Causal models only; the memory sees the text of the input (a training
             window that cuts the caption off does not see it).
+        caption_memory_per_cell (`bool`, False): modulate the caption memory ``m`` per image cell,
+            ``m ⊙ (1 + cell[r, c])`` with a learned vector per grid cell (and one for every non-image position).
+            Whether a pixel is inside a shape is a conjunction of the caption and the cell; the product makes it
+            a bilinear, quickly learnt function instead of something the recurrence must build. Needs
+            ``caption_memory_buckets`` and ``grid_position_size``.
     Backbone:
         backbone (`str`, ``"lstm"``): ``"lstm"``, ``"mamba"`` or ``"attention"``.
         hidden_size (`int`, 512): the backbone's OUTPUT width (a bidirectional LSTM layer uses hidden_size/2 per
@@ -110,6 +115,7 @@ class PxByConfig(PretrainedConfig):
     window_conv: bool = True
     grid_position_size: int = 0
     caption_memory_buckets: int = 0
+    caption_memory_per_cell: bool = False
     backbone: str = "lstm"
     hidden_size: int = 512
     num_hidden_layers: int = 2
@@ -203,6 +209,11 @@ class PxByConfig(PretrainedConfig):
             raise ValueError(
                 "caption_memory_buckets needs a causal model (bidirectional=False and objective != 'diffusion'): "
                 "its memory holds the text seen so far"
+            )
+        if self.caption_memory_per_cell and not (self.caption_memory_buckets and self.grid_position_size):
+            raise ValueError(
+                "caption_memory_per_cell modulates the caption memory by grid cell: it needs "
+                "caption_memory_buckets > 0 and grid_position_size > 0"
             )
         if self.grid_position_size and self.objective == "diffusion":
             raise ValueError("grid_position_size is not available with objective='diffusion' (use 0)")

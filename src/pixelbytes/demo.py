@@ -59,7 +59,7 @@ def demo_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--novel-pixel-weight",
         type=float,
-        default=20.0,
+        default=10.0,
         help="loss weight of pixels that start a shape (equal to none of their neighbours); see PxByConfig",
     )
     parser.add_argument(
@@ -68,8 +68,14 @@ def demo_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--caption-memory-buckets",
         type=int,
-        default=0,
+        default=512,
         help="caption memory: the caption's hashed byte trigrams added to every input (0 = off); see PxByConfig",
+    )
+    parser.add_argument(
+        "--no-caption-memory-per-cell",
+        dest="caption_memory_per_cell",
+        action="store_false",
+        help="do not modulate the caption memory per grid cell (see PxByConfig.caption_memory_per_cell)",
     )
     parser.add_argument("--train-eval-samples", type=int, default=32, help="training captions to evaluate")
     parser.add_argument(
@@ -264,9 +270,10 @@ def run_demo(
     batch_size: int = 4,
     learning_rate: float = 5e-3,
     change_token_weight: float = 1.0,
-    novel_pixel_weight: float = 20.0,
+    novel_pixel_weight: float = 10.0,
     grid_position_size: int = 16,
-    caption_memory_buckets: int = 0,
+    caption_memory_buckets: int = 512,
+    caption_memory_per_cell: bool = True,
     train_eval_samples: int = 32,
     threads: int | None = None,
     quick: bool = False,
@@ -299,6 +306,7 @@ def run_demo(
         novel_pixel_weight=novel_pixel_weight,
         grid_position_size=grid_position_size,
         caption_memory_buckets=caption_memory_buckets,
+        caption_memory_per_cell=caption_memory_per_cell and bool(caption_memory_buckets and grid_position_size),
     )
     model = PxBySequenceModel(config)
     n_params = sum(p.numel() for p in model.parameters())

@@ -161,8 +161,10 @@ class CaptionMemory(nn.Module):
     A text segment is a maximal run of byte tokens. At position t the memory averages the trigrams
     ``(b[t-2], b[t-1], b[t])`` of the segment holding t or, past its end, of the last segment before t (zero
     before the first trigram). Added to the input embedding, it hands every pixel the caption's words directly;
-    see ``PxByConfig.caption_memory_buckets``. :meth:`forward` runs whole sequences, :meth:`step` one token per
-    row on the state kept in a :class:`~pixelbytes.generation_pixelbytes.PxByCache`.
+    see ``PxByConfig.caption_memory_buckets``. With ``caption_memory_per_cell`` the output is ``m ⊙ (1 + cell[r,
+    c])`` at the grid cell where the next token lands (one more vector for non-image positions).
+    :meth:`forward` runs whole sequences, :meth:`step` one token per row on the state kept in a
+    :class:`~pixelbytes.generation_pixelbytes.PxByCache`.
     """
 
     _HASH = 2_654_435_761  # Knuth's multiplicative hash constant
@@ -171,6 +173,11 @@ class CaptionMemory(nn.Module):
         super().__init__()
         self.buckets, self.num_bytes = config.caption_memory_buckets, config.num_bytes
         self.table = nn.Embedding(self.buckets, config.embed_size)
+        self.side = config.grid_position_size
+        # a bare parameter, not an nn.Embedding, so that only PxByPreTrainedModel._init_weights' N(0, 1) sets it
+        self.cells = (
+            nn.Parameter(torch.empty(self.side**2 + 1, config.embed_size)) if config.caption_memory_per_cell else None
+        )  # (P² + 1, E): one vector per grid cell, the last for non-image positions
         self.byte_offset = int(np.flatnonzero(token_classes == BYTE)[0])
         self._text_ids = frozenset(np.flatnonzero(token_classes == BYTE).tolist())
         # a plain tensor, not a buffer: from_pretrained builds modules on the meta device and loads only weights
@@ -181,11 +188,27 @@ class CaptionMemory(nn.Module):
         n = self.num_bytes
         return ((first * n + second) * n + third) * self._HASH % 2**32 % self.buckets
 
+    def per_cell(self, memory: torch.Tensor, grid_positions: torch.LongTensor | None) -> torch.Tensor:
+        """``memory (…, E)`` modulated by the cell of ``grid_positions (…, 4)`` (unchanged without ``cells``)."""
+        if self.cells is None:
+            return memory
+        if grid_positions is None:
+            raise ValueError("caption_memory_per_cell needs the grid positions of the tokens")
+        kind, _, row, column = grid_positions.unbind(-1)  # (…) each
+        top = self.side - 1
+        cell = torch.where(kind == IMAGE, row.clamp(0, top) * self.side + column.clamp(0, top), self.side**2)
+        return memory + memory * nn.functional.embedding(cell, self.cells)  # (…, E)
+
     def forward(
-        self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None, need_state: bool = False
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None,
+        need_state: bool = False,
+        grid_positions: torch.LongTensor | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
-        """``(B, L, E)`` memory of every position and, with ``need_state``, the generation state after each row's
-        last real token: ``[total (B, E), count (B,), recent bytes (B, 2) (-1 = none), memory (B, E)]``."""
+        """``(B, L, E)`` memory of every position (per cell: needs ``grid_positions``) and, with ``need_state``,
+        the generation state after each row's last real token: ``[total (B, E), count (B,), recent bytes (B, 2)
+        (-1 = none), memory (B, E)]`` (the memory before the per-cell modulation)."""
         B, L = input_ids.shape
         text = self._is_text.to(input_ids.device)[input_ids]  # (B, L)
         if attention_mask is not None:
@@ -204,8 +227,9 @@ class CaptionMemory(nn.Module):
         total = total - total.gather(1, before_segment.unsqueeze(-1).expand_as(total)) * has_before
         count = count - count.gather(1, before_segment) * has_before.squeeze(-1)
         memory = total / count.clamp(min=1).unsqueeze(-1).to(total.dtype)  # (B, L, E)
+        out = self.per_cell(memory, grid_positions)
         if not need_state:
-            return memory, None
+            return out, None
         last = L - 1 if attention_mask is None else (attention_mask.long() * position).argmax(1)  # (B,) last real
         rows = torch.arange(B, device=input_ids.device)
         last = torch.as_tensor(last, device=input_ids.device).expand(B)
@@ -216,14 +240,15 @@ class CaptionMemory(nn.Module):
             ),
             1,
         )  # (B, 2)
-        return memory, [total[rows, last], count[rows, last], recent, memory[rows, last]]
+        return out, [total[rows, last], count[rows, last], recent, memory[rows, last]]
 
-    def step(self, ids: list[int], cache: PxByCache) -> torch.Tensor:
-        """The ``(B, E)`` memory after one new token per row (``ids``), updating the state in ``cache``."""
+    def step(self, ids: list[int], cache: PxByCache, grid_positions: torch.LongTensor | None = None) -> torch.Tensor:
+        """The ``(B, E)`` memory after one new token per row (``ids``, landing on ``grid_positions (B, 4)``),
+        updating the state in ``cache``."""
         total, count, recent, memory = cache.states["caption_memory"]
         has_text = any(i in self._text_ids for i in ids)
         if not has_text and cache.caption_memory_idle:
-            return memory  # past every segment's end: nothing changes (no row's last token is text)
+            return self.per_cell(memory, grid_positions)  # past every segment's end: the memory stays
         new = torch.tensor(ids, dtype=torch.long, device=total.device)  # (B,)
         text = self._is_text.to(new.device)[new]
         value = torch.where(text, new - self.byte_offset, -1)
@@ -237,7 +262,7 @@ class CaptionMemory(nn.Module):
         memory = total / count.clamp(min=1).unsqueeze(-1).to(total.dtype)
         cache.states["caption_memory"] = [total, count, torch.stack((torch.where(text, first, -1), value), 1), memory]
         cache.caption_memory_idle = not has_text
-        return memory
+        return self.per_cell(memory, grid_positions)
 
 
 class LSTMBackbone(nn.Module):
@@ -372,6 +397,8 @@ class PxByPreTrainedModel(PreTrainedModel):
                     param[module.hidden_size : 2 * module.hidden_size] = 1.0
         elif isinstance(module, WindowEmbedding):
             init.uniform_(module.alpha)  # the original's torch.rand
+        elif isinstance(module, CaptionMemory) and module.cells is not None:
+            init.normal_(module.cells)  # N(0, 1): every cell starts with its own view of the caption
         elif type(module).__name__ == "MambaMixer":
             init_mamba_mixer(module)  # A_log / D / dt / conv / out_proj (NaNs otherwise)
 
@@ -603,10 +630,12 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         if not self.config.is_causal:
             hidden = self._forward_window(input_ids, context_ids, attention_mask, labels, grid_positions)
             return hidden, None, context_ids
+        if self.grid_embedding is not None and grid_positions is None:
+            grid_positions = self.derive_grid_positions(input_ids, attention_mask)
         x = self._embed(input_ids, context_ids, grid_positions, attention_mask)  # (B, L, E)
         memory_state = None
         if self.caption_memory is not None:
-            memory, memory_state = self.caption_memory(input_ids, attention_mask, need_state=use_cache)
+            memory, memory_state = self.caption_memory(input_ids, attention_mask, use_cache, grid_positions)
             x = x + memory
         hidden, states = self._encode(x, attention_mask, need_state=use_cache)
         cache = None
@@ -725,7 +754,14 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         if positions:
             x = x + self.grid_embedding(grid_positions)
         if self.caption_memory is not None:
-            x = x + torch.stack([self.caption_memory.step(column, cache) for column in input_ids.t().tolist()], 1)
+            columns = input_ids.t().tolist()
+            x = x + torch.stack(
+                [
+                    self.caption_memory.step(column, cache, None if grid_positions is None else grid_positions[:, j])
+                    for j, column in enumerate(columns)
+                ],
+                1,
+            )  # (B, k, E)
         if self._backbone == "lstm":
             state = (cache.h, cache.c)
             if x.shape[1] == 1:
@@ -747,11 +783,12 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         tracker.push(ids)
         context = torch.from_numpy(np.array(tracker.contexts(), dtype=np.int64)).to(input_ids.device)  # (B, 6)
         x = nn.functional.embedding(context, self.embedding.slot_embedding.weight).flatten(1)  # (B, E)
+        where = None
         if self.grid_embedding is not None:
             where = torch.tensor(tracker.grid_positions(), dtype=torch.long, device=input_ids.device)  # (B, 4)
             x = x + self.grid_embedding(where)
         if self.caption_memory is not None:
-            x = x + self.caption_memory.step(ids, cache)  # (B, E)
+            x = x + self.caption_memory.step(ids, cache, where)  # (B, E)
         hidden, (cache.h, cache.c) = self.backbone.step(x, (cache.h, cache.c))  # (B, H)
         cache.seen_tokens += 1
         out = nn.functional.linear(hidden, self.lm_head.weight, self.lm_head.bias).unsqueeze(1)  # (B, 1, V or 6V)
