@@ -20,7 +20,7 @@ PROMPTS = ["a red heart", "hi", "pixel bytes: 12 colours"]
 def memory_model(backbone: str = "lstm", seed: int = 0, per_cell: bool = False, **overrides) -> PxBySequenceModel:
     torch.manual_seed(seed)
     if per_cell:
-        overrides = {"caption_memory_per_cell": True, "grid_position_size": 4, **overrides}
+        overrides = {"caption_memory_cell_frames": 2, "grid_position_size": 4, **overrides}
     model = PxBySequenceModel(PxByConfig(**{**TINY, "backbone": backbone, **overrides})).eval()
     with torch.no_grad():  # a visible memory: table entries as large as the token embeddings
         model.caption_memory.table.weight.normal_(0.0, 1.0)
@@ -34,9 +34,9 @@ def tok() -> ActionPixelBytesTokenizer:
 
 @pytest.fixture(scope="module")
 def two_captions(tok) -> torch.Tensor:
-    """Text, a sprite, a second text, a sound: two text segments with pixels and levels after each."""
+    """Text, a 3-frame sprite, a second text, a sound: two text segments with pixels and levels after each."""
     rng = np.random.default_rng(0)
-    sprite = rng.integers(0, 256, (1, 3, 4, 3), dtype=np.uint8)
+    sprite = rng.integers(0, 256, (3, 3, 4, 3), dtype=np.uint8)  # 3 frames: the third shares the second's cells
     first = tok(text="a red heart", images=sprite, return_tensors="pt")["input_ids"]
     sound = rng.uniform(-1, 1, (2, 5)).astype(np.float32)
     second = tok(text="then a beep", audio=sound, return_tensors="pt")["input_ids"]
@@ -84,15 +84,15 @@ def test_memory_ignores_padding(tok):
 def test_per_cell_memory_is_the_memory_times_one_plus_the_cell(two_captions):
     model = memory_model(per_cell=True)
     cells = model.caption_memory.cells.detach()
-    assert cells.shape == (4 * 4 + 1, TINY["embed_size"]) and 0.8 < float(cells.std()) < 1.2  # N(0, 1) init
+    assert cells.shape == (2 * 4 * 4 + 1, TINY["embed_size"]) and 0.8 < float(cells.std()) < 1.2  # N(0, 1) init
     where = model.derive_grid_positions(two_captions)[0]  # (L, 4): where each next token lands
     with torch.no_grad():
         memory, _ = model.caption_memory(two_captions, None, grid_positions=where.unsqueeze(0))
         plain = reference_memory(model, two_captions[0].tolist())
-    for k, (kind, _, row, column) in enumerate(where.tolist()):
-        cell = min(row, 3) * 4 + min(column, 3) if kind == IMAGE else 16
+    for k, (kind, frame, row, column) in enumerate(where.tolist()):
+        cell = (min(frame, 1) * 4 + min(row, 3)) * 4 + min(column, 3) if kind == IMAGE else 2 * 16
         torch.testing.assert_close(memory[0, k], plain[k] * (1 + cells[cell]), atol=1e-5, rtol=1e-5)
-    assert {int(kind) for kind in where[:, 0]} >= {IMAGE}
+    assert {int(kind) for kind in where[:, 0]} >= {IMAGE} and set(where[where[:, 0] == IMAGE, 1].tolist()) >= {0, 1, 2}
     with pytest.raises(ValueError, match="grid positions"):
         model.caption_memory(two_captions, None)
 
@@ -168,8 +168,9 @@ def test_save_load_and_training(tok, tmp_path, two_captions):
         ({"caption_memory_buckets": 2.5}, "non-negative integer"),
         ({"caption_memory_buckets": 8, "bidirectional": True}, "causal model"),
         ({"caption_memory_buckets": 8, "bidirectional": True, "objective": "diffusion"}, "causal model"),
-        ({"caption_memory_per_cell": True, "grid_position_size": 4}, "caption_memory_buckets > 0"),
-        ({"caption_memory_per_cell": True, "caption_memory_buckets": 8}, "grid_position_size > 0"),
+        ({"caption_memory_cell_frames": 1, "grid_position_size": 4}, "caption_memory_buckets > 0"),
+        ({"caption_memory_cell_frames": 2, "caption_memory_buckets": 8}, "grid_position_size > 0"),
+        ({"caption_memory_cell_frames": -1}, "non-negative integer"),
     ],
 )
 def test_invalid_caption_memory_config(overrides, message):

@@ -51,11 +51,13 @@ class PxByConfig(PretrainedConfig):
             learnt slowly (credit assignment over the whole frame), while this direct path gives every pixel the
             caption's words as an input. Causal models only; the memory sees the text of the input (a training
             window that cuts the caption off does not see it).
-        caption_memory_per_cell (`bool`, False): modulate the caption memory ``m`` per image cell,
-            ``m ⊙ (1 + cell[r, c])`` with a learned vector per grid cell (and one for every non-image position).
-            Whether a pixel is inside a shape is a conjunction of the caption and the cell; the product makes it
-            a bilinear, quickly learnt function instead of something the recurrence must build. Needs
-            ``caption_memory_buckets`` and ``grid_position_size``.
+        caption_memory_cell_frames (`int`, 0): modulate the caption memory ``m`` per image cell,
+            ``m ⊙ (1 + cell[t, r, c])``, with a learned vector per grid cell of the first N frames (later frames use
+            frame N - 1's; one more vector for every non-image position). 0 = off. Whether a pixel is inside a
+            shape is a conjunction of the caption and the cell (and, for animations, the frame); the product makes
+            it a bilinear, quickly learnt function instead of something the recurrence must build. Needs
+            ``caption_memory_buckets`` and ``grid_position_size``; costs N · grid_position_size² · embed_size
+            parameters.
     Backbone:
         backbone (`str`, ``"lstm"``): ``"lstm"``, ``"mamba"`` or ``"attention"``.
         hidden_size (`int`, 512): the backbone's OUTPUT width (a bidirectional LSTM layer uses hidden_size/2 per
@@ -115,7 +117,7 @@ class PxByConfig(PretrainedConfig):
     window_conv: bool = True
     grid_position_size: int = 0
     caption_memory_buckets: int = 0
-    caption_memory_per_cell: bool = False
+    caption_memory_cell_frames: int = 0
     backbone: str = "lstm"
     hidden_size: int = 512
     num_hidden_layers: int = 2
@@ -201,7 +203,7 @@ class PxByConfig(PretrainedConfig):
                 "diffusion_scheme='embedding_noise' noises the 6 context-slot embeddings and reconstructs the 6 slots: "
                 f"it needs embedding='pxby6', got {self.embedding!r}"
             )
-        for name in ("grid_position_size", "caption_memory_buckets"):
+        for name in ("grid_position_size", "caption_memory_buckets", "caption_memory_cell_frames"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"PxByConfig.{name} must be a non-negative integer, got {value!r}")
@@ -210,9 +212,9 @@ class PxByConfig(PretrainedConfig):
                 "caption_memory_buckets needs a causal model (bidirectional=False and objective != 'diffusion'): "
                 "its memory holds the text seen so far"
             )
-        if self.caption_memory_per_cell and not (self.caption_memory_buckets and self.grid_position_size):
+        if self.caption_memory_cell_frames and not (self.caption_memory_buckets and self.grid_position_size):
             raise ValueError(
-                "caption_memory_per_cell modulates the caption memory by grid cell: it needs "
+                "caption_memory_cell_frames modulates the caption memory by grid cell: it needs "
                 "caption_memory_buckets > 0 and grid_position_size > 0"
             )
         if self.grid_position_size and self.objective == "diffusion":

@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import os
+import random
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -72,10 +73,10 @@ def demo_parser() -> argparse.ArgumentParser:
         help="caption memory: the caption's hashed byte trigrams added to every input (0 = off); see PxByConfig",
     )
     parser.add_argument(
-        "--no-caption-memory-per-cell",
-        dest="caption_memory_per_cell",
-        action="store_false",
-        help="do not modulate the caption memory per grid cell (see PxByConfig.caption_memory_per_cell)",
+        "--caption-memory-cell-frames",
+        type=int,
+        default=4,
+        help="modulate the caption memory per grid cell of this many frames (0 = off); see PxByConfig",
     )
     parser.add_argument("--train-eval-samples", type=int, default=32, help="training captions to evaluate")
     parser.add_argument(
@@ -273,7 +274,7 @@ def run_demo(
     novel_pixel_weight: float = 10.0,
     grid_position_size: int = 16,
     caption_memory_buckets: int = 512,
-    caption_memory_per_cell: bool = True,
+    caption_memory_cell_frames: int = 4,
     train_eval_samples: int = 32,
     threads: int | None = None,
     quick: bool = False,
@@ -306,7 +307,7 @@ def run_demo(
         novel_pixel_weight=novel_pixel_weight,
         grid_position_size=grid_position_size,
         caption_memory_buckets=caption_memory_buckets,
-        caption_memory_per_cell=caption_memory_per_cell and bool(caption_memory_buckets and grid_position_size),
+        caption_memory_cell_frames=caption_memory_cell_frames if caption_memory_buckets and grid_position_size else 0,
     )
     model = PxBySequenceModel(config)
     n_params = sum(p.numel() for p in model.parameters())
@@ -316,8 +317,8 @@ def run_demo(
     model.save_pretrained(out / "model")
     tokenizer.save_pretrained(out / "model")
 
-    ranked = sorted(train_specs, key=lambda spec: hash((seed, spec.caption)) % 1_000_003)
-    train_eval = sorted(ranked[:train_eval_samples])
+    # the same training captions on every run of a seed (str hashes change from one process to the next)
+    train_eval = sorted(random.Random(seed).sample(train_specs, min(train_eval_samples, len(train_specs))))
     audio_steps = math.ceil(train_specs[0].sound(tokenizer.sampling_rate).shape[-1] / tokenizer.audio_stride)
     generated_train = _generate(model, tokenizer, train_eval, batch_size, audio_steps)
     generated_heldout = _generate(model, tokenizer, heldout_specs, batch_size, audio_steps)

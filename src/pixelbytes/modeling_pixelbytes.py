@@ -161,8 +161,9 @@ class CaptionMemory(nn.Module):
     A text segment is a maximal run of byte tokens. At position t the memory averages the trigrams
     ``(b[t-2], b[t-1], b[t])`` of the segment holding t or, past its end, of the last segment before t (zero
     before the first trigram). Added to the input embedding, it hands every pixel the caption's words directly;
-    see ``PxByConfig.caption_memory_buckets``. With ``caption_memory_per_cell`` the output is ``m ⊙ (1 + cell[r,
-    c])`` at the grid cell where the next token lands (one more vector for non-image positions).
+    see ``PxByConfig.caption_memory_buckets``. With ``caption_memory_cell_frames`` the output is
+    ``m ⊙ (1 + cell[t, r, c])`` at the grid cell where the next token lands (one more vector for non-image
+    positions).
     :meth:`forward` runs whole sequences, :meth:`step` one token per row on the state kept in a
     :class:`~pixelbytes.generation_pixelbytes.PxByCache`.
     """
@@ -173,11 +174,12 @@ class CaptionMemory(nn.Module):
         super().__init__()
         self.buckets, self.num_bytes = config.caption_memory_buckets, config.num_bytes
         self.table = nn.Embedding(self.buckets, config.embed_size)
-        self.side = config.grid_position_size
+        self.side, self.frames = config.grid_position_size, config.caption_memory_cell_frames
+        self.num_cells = self.frames * self.side**2
         # a bare parameter, not an nn.Embedding, so that only PxByPreTrainedModel._init_weights' N(0, 1) sets it
         self.cells = (
-            nn.Parameter(torch.empty(self.side**2 + 1, config.embed_size)) if config.caption_memory_per_cell else None
-        )  # (P² + 1, E): one vector per grid cell, the last for non-image positions
+            nn.Parameter(torch.empty(self.num_cells + 1, config.embed_size)) if self.frames else None
+        )  # (N·P² + 1, E): one vector per grid cell of each frame, the last for non-image positions
         self.byte_offset = int(np.flatnonzero(token_classes == BYTE)[0])
         self._text_ids = frozenset(np.flatnonzero(token_classes == BYTE).tolist())
         # a plain tensor, not a buffer: from_pretrained builds modules on the meta device and loads only weights
@@ -193,10 +195,11 @@ class CaptionMemory(nn.Module):
         if self.cells is None:
             return memory
         if grid_positions is None:
-            raise ValueError("caption_memory_per_cell needs the grid positions of the tokens")
-        kind, _, row, column = grid_positions.unbind(-1)  # (…) each
+            raise ValueError("caption_memory_cell_frames needs the grid positions of the tokens")
+        kind, frame, row, column = grid_positions.unbind(-1)  # (…) each
         top = self.side - 1
-        cell = torch.where(kind == IMAGE, row.clamp(0, top) * self.side + column.clamp(0, top), self.side**2)
+        cell = (frame.clamp(0, self.frames - 1) * self.side + row.clamp(0, top)) * self.side + column.clamp(0, top)
+        cell = torch.where(kind == IMAGE, cell, self.num_cells)
         return memory + memory * nn.functional.embedding(cell, self.cells)  # (…, E)
 
     def forward(

@@ -67,9 +67,10 @@ class ModelArguments:
         default=0,
         metadata={"help": "Add the latest text's hashed byte trigrams (this many buckets) to every input; 0 = off."},
     )
-    caption_memory_per_cell: bool = field(
-        default=False,
-        metadata={"help": "Modulate the caption memory per grid cell (needs the two options above)."},
+    caption_memory_cell_frames: int = field(
+        default=0,
+        metadata={"help": "Modulate the caption memory per grid cell of this many frames (needs the two options "
+                  "above); 0 = off."},
     )
 
 
@@ -150,7 +151,7 @@ def make_model(model_args: ModelArguments, tokenizer: ActionPixelBytesTokenizer)
         novel_pixel_weight=model_args.novel_pixel_weight,
         grid_position_size=model_args.grid_position_size,
         caption_memory_buckets=model_args.caption_memory_buckets,
-        caption_memory_per_cell=model_args.caption_memory_per_cell,
+        caption_memory_cell_frames=model_args.caption_memory_cell_frames,
     )
     return PxBySequenceModel(config)
 
