@@ -55,7 +55,7 @@ def demo_parser() -> argparse.ArgumentParser:
     parser.add_argument("--embed-size", type=int, default=126)
     parser.add_argument("--num-layers", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--learning-rate", type=float, default=5e-3)
+    parser.add_argument("--learning-rate", type=float, default=8e-3)
     parser.add_argument("--change-token-weight", type=float, default=1.0)
     parser.add_argument(
         "--novel-pixel-weight",
@@ -269,7 +269,7 @@ def run_demo(
     embed_size: int = 126,
     num_layers: int = 1,
     batch_size: int = 4,
-    learning_rate: float = 5e-3,
+    learning_rate: float = 8e-3,
     change_token_weight: float = 1.0,
     novel_pixel_weight: float = 10.0,
     grid_position_size: int = 16,
