@@ -166,8 +166,9 @@ def test_inference_step_equals_lstm_cell_step(layers):
     backbone = tiny_model(num_hidden_layers=layers).backbone
     torch.manual_seed(1)
     E, H = backbone.lstms[0].input_size, backbone.lstms[0].hidden_size
-    x = torch.randn(3, E)
-    state = ([torch.randn(3, H) for _ in range(layers)], [torch.randn(3, H) for _ in range(layers)])
+    rows = backbone.FUSED_MAX_ROWS  # the fused update's largest batch
+    x = torch.randn(rows, E)
+    state = ([torch.randn(rows, H) for _ in range(layers)], [torch.randn(rows, H) for _ in range(layers)])
     with torch.no_grad():
         fast_out, (fast_h, fast_c) = backbone.step(x, state)
     with torch.enable_grad():
