@@ -6,6 +6,10 @@ training captions and for HELD-OUT captions (colour × shape pairs never seen in
 caption → sprite metrics (pixel accuracy, foreground IoU, colour / shape correctness, exact match, each
 beside its chance level) in ``metrics.json``, a contact sheet (reference vs generated) and GIF / WAV files.
 
+The model is the papers' pxby6 LSTM plus three conditioning aids (see :class:`PxByConfig`): grid-position
+embeddings, a caption memory (the caption's hashed byte trigrams fed to every input) and its cells per grid
+position and frame. Without them it draws blobs in this budget; with them the captioned shapes.
+
 Decoding is greedy under :class:`~pixelbytes.generation_pixelbytes.ImageGridLogitsProcessor` (16 × 16,
 as many frames as the caption's animation has), then :class:`AudioLogitsProcessor` for the sound.
 """
