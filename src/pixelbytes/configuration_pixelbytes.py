@@ -87,7 +87,7 @@ class PxByConfig(PretrainedConfig):
             neighbours (the six context slots of their position: the cells above, the previous frame, the token
             before). Those are the pixels where a shape starts, which only the caption can predict: a handful
             per sprite, so with equal weights a model learns to copy neighbours long before it learns to start
-            shapes (the demo uses 20).
+            shapes (the demo uses 10).
     """
 
     model_type = "pixelbytes"

@@ -476,19 +476,12 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         """HF-aligned ``(B, L, 4)`` grid positions ``(kind, t, r, c)`` of the next tokens, from ids alone."""
         return self._layout_array(batch_grid_positions, input_ids, attention_mask)
 
-    def _embed(
-        self,
-        input_ids: torch.LongTensor,
-        context_ids: torch.LongTensor,
-        grid_positions: torch.LongTensor | None,
-        attention_mask: torch.Tensor | None,
-    ) -> torch.Tensor:
-        """Token embedding ``(B, L, E)`` of the contexts, plus the grid-position embedding when configured."""
+    def _embed(self, context_ids: torch.LongTensor, grid_positions: torch.LongTensor | None) -> torch.Tensor:
+        """Token embedding ``(B, L, E)`` of the contexts, plus the grid-position embedding when configured (then
+        ``grid_positions`` is required)."""
         x = self.embedding(context_ids)  # (B, L, E)
         if self.grid_embedding is None:
             return x
-        if grid_positions is None:
-            grid_positions = self.derive_grid_positions(input_ids, attention_mask)
         return x + self.grid_embedding(grid_positions)
 
     def _layout_array(
@@ -640,7 +633,7 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
             return hidden, None, context_ids
         if self.grid_embedding is not None and grid_positions is None:
             grid_positions = self.derive_grid_positions(input_ids, attention_mask)
-        x = self._embed(input_ids, context_ids, grid_positions, attention_mask)  # (B, L, E)
+        x = self._embed(context_ids, grid_positions)  # (B, L, E)
         memory_state = None
         if self.caption_memory is not None:
             memory, memory_state = self.caption_memory(input_ids, attention_mask, use_cache, grid_positions)
@@ -741,12 +734,13 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
             raise ValueError(f"batch size {input_ids.shape[0]} differs from the cache's {cache.batch_size}")
         embedding = self._embedding
         positions = self.grid_embedding is not None
+        columns = input_ids.t().tolist()  # (k, B): the new ids, one list per position
         if context_ids is None and embedding == "center" and not positions:
             context_ids = input_ids.unsqueeze(-1)
         else:
             tracker = cache.tracker
             derived, where = [], []
-            for column in input_ids.t().tolist():
+            for column in columns:
                 windows = tracker.push(column)
                 derived.append(windows if embedding == "window3x3" else tracker.contexts())
                 if positions:
@@ -762,7 +756,6 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         if positions:
             x = x + self.grid_embedding(grid_positions)
         if self.caption_memory is not None:
-            columns = input_ids.t().tolist()
             x = x + torch.stack(
                 [
                     self.caption_memory.step(column, cache, None if grid_positions is None else grid_positions[:, j])
