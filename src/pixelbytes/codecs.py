@@ -16,6 +16,12 @@ Faithful to the original tokenizer by default; deviations (documented, tested):
   ``frame_stride`` is separate from the spatial stride; decoding keeps every row;
 * audio: constant or empty clips never produce NaN; mono clips keep the original single
   terminator ``[1]``.
+
+Limits (each a tokenizer setting, a clear ``ValueError`` beyond it, so one input cannot cost gigabytes):
+``max_pixels`` (frames × height × width of an image, also of an image block being decoded),
+``max_samples`` (audio time steps per channel after resampling) and ``max_resample_ratio`` (how far a clip's
+rate may be from the target rate, either way). Non-finite values (NaN pixels of a float image, audio whose
+range overflows during normalisation) are errors too, never silently a black pixel or the lowest level.
 """
 
 from __future__ import annotations
@@ -41,6 +47,9 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "AUDIO_NORMALIZATIONS",
+    "DEFAULT_MAX_AUDIO_SAMPLES",
+    "DEFAULT_MAX_IMAGE_PIXELS",
+    "DEFAULT_MAX_RESAMPLE_RATIO",
     "DecodedStream",
     "decode_stream",
     "encode_audio",
@@ -60,7 +69,13 @@ __all__ = [
 ]
 
 AUDIO_NORMALIZATIONS = ("minmax", "zscore", "none")
-DEFAULT_MAX_IMAGE_PIXELS = 1 << 24
+#: default cap on frames × height × width of one image (encoding) or one decoded image block: 2,097,152 pixels,
+#: e.g. a 1448 × 1448 still or 64 frames of 181 × 181 (~0.2 GB of peak memory, see benchmarks/bench_limits.py)
+DEFAULT_MAX_IMAGE_PIXELS = 1 << 21
+#: default cap on the time steps per channel of one clip after resampling: 1,048,576 (65.5 s at 16 kHz)
+DEFAULT_MAX_AUDIO_SAMPLES = 1 << 20
+#: default limit on max(clip rate / target rate, target rate / clip rate): 2 kHz … 128 kHz for a 16 kHz tokenizer
+DEFAULT_MAX_RESAMPLE_RATIO = 8.0
 
 # --------------------------------------------------------------------------------------------------
 # Text
@@ -234,6 +249,9 @@ _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 def _sixteen_bit_grey(frame: Image.Image) -> np.ndarray:
     """A 16-bit / 32-bit greyscale PIL frame → ``(H, W, 3)`` uint8 RGB (16-bit scaled to 8 bits, not clipped)."""
     values = np.asarray(frame, dtype=np.float64)
+    if frame.mode == "F" and not np.isfinite(values).all():
+        bad = int((~np.isfinite(values)).sum())
+        raise ValueError(f"image has {bad} NaN or infinite pixel value(s) (a float 'F' mode image); fix or drop them")
     if frame.mode.startswith("I;16") or (values.size and values.max() > 255):
         values = values / 257.0
     grey = np.clip(np.rint(values), 0, 255).astype(np.uint8)
@@ -480,20 +498,45 @@ def stereo_to_mono(audio: np.ndarray) -> np.ndarray:
 def resample_audio(audio: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
     """Band-limited FFT resampling along the last axis (periodic-signal assumption, like
     ``scipy.signal.resample``): the spectrum is truncated or zero-padded to the new length."""
-    if orig_rate <= 0 or target_rate <= 0:
-        raise ValueError(f"sampling rates must be positive, got {orig_rate} -> {target_rate}")
+    orig_rate = check_sampling_rate(orig_rate, "orig_rate")
+    target_rate = check_sampling_rate(target_rate, "target_rate")
     x = np.asarray(audio, dtype=np.float64)
     if orig_rate == target_rate or x.shape[-1] == 0:
         return x
     n = x.shape[-1]
-    m = max(1, round(n * target_rate / orig_rate))
-    spectrum = np.fft.rfft(x, axis=-1)
-    out = np.zeros((*x.shape[:-1], m // 2 + 1), dtype=complex)
+    m = resampled_length(n, orig_rate, target_rate)
     shared = min(m, n)
-    out[..., : shared // 2 + 1] = spectrum[..., : shared // 2 + 1]
-    if shared % 2 == 0:  # a Nyquist bin is shared by the two lengths: split or join its two halves
-        out[..., shared // 2] *= 2.0 if m < n else 0.5
-    return np.fft.irfft(out, n=m, axis=-1) * (m / n)
+    rows = x.reshape(-1, n)
+    result = np.empty((len(rows), m), dtype=np.float64)
+    for i, row in enumerate(rows):  # one channel at a time: the spectra of a long clip are its largest temporaries
+        spectrum = np.fft.rfft(row)
+        out = np.zeros(m // 2 + 1, dtype=complex)
+        out[: shared // 2 + 1] = spectrum[: shared // 2 + 1]
+        del spectrum
+        if shared % 2 == 0:  # a Nyquist bin is shared by the two lengths: split or join its two halves
+            out[shared // 2] *= 2.0 if m < n else 0.5
+        result[i] = np.fft.irfft(out, n=m)
+        result[i] *= m / n
+    return result.reshape(*x.shape[:-1], m)
+
+
+def resampled_length(n: int, orig_rate: float, target_rate: float) -> int:
+    """Length of an ``n``-sample clip resampled from ``orig_rate`` to ``target_rate`` (at least 1; 0 stays 0)."""
+    if n == 0 or orig_rate == target_rate:
+        return n
+    return max(1, round(n * target_rate / orig_rate))
+
+
+def check_sampling_rate(value: Any, name: str = "sampling_rate") -> float:
+    """A sampling rate as a positive finite number (an ``int`` stays an ``int``); a clear error otherwise.
+
+    Strings are refused (``"8000"`` is a ``TypeError`` naming ``name``), as are booleans, NaN, infinities, zero and
+    negative rates (``ValueError``)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number of samples per second (int), got {type(value).__name__} {value!r}")
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number of samples per second, got {value!r}")
+    return int(value) if isinstance(value, (int, np.integer)) else float(value)
 
 
 def validate_audio(audio: Any, channels: int) -> np.ndarray:
@@ -548,7 +591,10 @@ def normalize_audio(x: np.ndarray, mode: str) -> np.ndarray:
     ``"minmax"``: one global min-max over all channels (the current original code);
     ``"zscore"``: per-channel z-score then clamp (the published Pokémon checkpoints);
     ``"none"``: values are already in [-1, 1] and are only clipped (streaming / control).
-    Constant input maps to 0, never NaN (empty clips are refused by :func:`validate_audio`).
+    Constant input maps to 0, never NaN (empty clips are refused by :func:`validate_audio`). Finite values so large
+    that the normalisation would overflow the clip's float type (an infinite range, mean or variance) are first
+    divided by the clip's peak (both normalisations are scale-invariant), so they never collapse to the lowest
+    level; input that still cannot be normalised is a ``ValueError``.
     """
     if mode not in AUDIO_NORMALIZATIONS:
         raise ValueError(f"unknown audio_normalization {mode!r}; expected one of {AUDIO_NORMALIZATIONS}")
@@ -557,14 +603,36 @@ def normalize_audio(x: np.ndarray, mode: str) -> np.ndarray:
     if mode == "minmax":
         lo, hi = x.min(), x.max()
         if hi > lo:
+            with np.errstate(over="ignore"):
+                overflow = not np.isfinite((hi - lo) * 2)
+            if overflow:
+                return _normalize_scaled(x, mode)
             return 2.0 * (x - lo) / (hi - lo) - 1.0
         return np.zeros_like(x)
     if mode == "zscore":
-        mean = x.mean(axis=-1, keepdims=True)
-        std = x.std(axis=-1, keepdims=True)
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean = x.mean(axis=-1, keepdims=True)
+            std = x.std(axis=-1, keepdims=True)
+            overflow = not (np.isfinite(mean).all() and np.isfinite(std).all())
+        if overflow:
+            return _normalize_scaled(x, mode)
         safe = np.where(std > 0, std, 1.0)
         return np.clip(np.where(std > 0, (x - mean) / safe, 0.0), -1.0, 1.0)
     return np.clip(x, -1.0, 1.0)
+
+
+def _normalize_scaled(x: np.ndarray, mode: str) -> np.ndarray:
+    """:func:`normalize_audio` of ``x / peak`` in float64 (same result up to rounding), for clips whose own range,
+    mean or variance overflows their float type; a ``ValueError`` naming the problem if even that fails."""
+    peak = float(np.abs(x).max())
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        out = normalize_audio(x.astype(np.float64) / peak, mode) if 0.0 < peak < np.inf else None
+    if out is None or not np.isfinite(out).all():
+        raise ValueError(
+            f"audio values {float(x.min()):.3g}..{float(x.max()):.3g} overflow {x.dtype} during {mode!r} "
+            "normalisation; scale the clip down (e.g. divide it by its peak) before tokenising"
+        )
+    return out.astype(x.dtype, copy=False)
 
 
 _LEVEL_THRESHOLDS: dict[bytes, tuple[np.ndarray, bool]] = {}
@@ -648,14 +716,40 @@ def encode_audio(
     sampling_rate: int | None = None,
     target_rate: int | None = None,
     dtype: Any = np.int64,
+    max_samples: int | None = DEFAULT_MAX_AUDIO_SAMPLES,
+    max_resample_ratio: float | None = DEFAULT_MAX_RESAMPLE_RATIO,
 ) -> np.ndarray:
     """Audio / action clip → ``(T' + 1, 1, C)`` id grid: one frame per (strided) time step, then a
     terminator frame ``[1, 2, 2, ...][:C]`` (``[1]`` for mono, ``[1, 2]`` for stereo). ``dtype`` must hold
-    every id (see :func:`id_dtype`)."""
+    every id (see :func:`id_dtype`).
+
+    A clip at ``sampling_rate`` (a positive number; ``None`` = already at ``target_rate``) is resampled to
+    ``target_rate`` first. Refused with a ``ValueError`` before any work: a rate more than ``max_resample_ratio``
+    times above or below ``target_rate``, and a clip of more than ``max_samples`` time steps per channel after
+    resampling (``None`` = no limit)."""
     if stride < 1:
         raise ValueError(f"audio_stride must be >= 1, got {stride}")
     x = validate_audio(audio, channels)
-    if sampling_rate is not None and target_rate is not None and sampling_rate != target_rate:
+    n = x.shape[-1]
+    if sampling_rate is not None and target_rate is not None:
+        sampling_rate = check_sampling_rate(sampling_rate)
+        target_rate = check_sampling_rate(target_rate, "the tokenizer's sampling_rate")
+        ratio = max(sampling_rate / target_rate, target_rate / sampling_rate)
+        if max_resample_ratio is not None and ratio > max_resample_ratio:
+            raise ValueError(
+                f"audio at sampling_rate={sampling_rate} is {ratio:.6g} times "
+                f"{'above' if sampling_rate > target_rate else 'below'} the tokenizer's rate {target_rate}, more than "
+                f"max_resample_ratio={max_resample_ratio:g}; resample it yourself or raise the tokenizer's "
+                "max_resample_ratio"
+            )
+        n = resampled_length(n, sampling_rate, target_rate)
+    if max_samples is not None and n > max_samples:
+        at = f" after resampling to {target_rate} Hz" if n != x.shape[-1] else ""
+        raise ValueError(
+            f"audio clip too long: {n} time steps per channel{at} exceeds max_audio_samples={max_samples} "
+            "(cut the clip, or raise the tokenizer's max_audio_samples to allow it)"
+        )
+    if n != x.shape[-1]:
         x = resample_audio(x, sampling_rate, target_rate)
     q = quantize_levels(normalize_audio(x, normalization)[:, ::stride], vocab.levels_array)
     T = q.shape[1]
@@ -696,14 +790,24 @@ class DecodedStream:
     audios: list[np.ndarray] = field(default_factory=list)
 
 
-def decode_stream(ids: Any, vocab: PxByVocabulary, audio_channels: int = 2) -> DecodedStream:
+def decode_stream(
+    ids: Any, vocab: PxByVocabulary, audio_channels: int = 2, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
+) -> DecodedStream:
     """Exact inverse of the encoders on their output; tolerant of any malformed stream.
 
     Image frames take the size of the largest row / frame of their block; cells that hold no colour
     (ragged generated rows) are black, like the original ``construct_images``. Audio keeps complete
     frames made of levels only.
+
+    A malformed stream can describe a frame far larger than its tokens (a tall column of one-pixel rows, then
+    one long row, spans height × width cells): an image block whose frames × height × width exceeds
+    ``max_pixels`` is a ``ValueError`` before its canvas is allocated (``None`` = no limit). ``ids`` must be
+    integers (floats are refused, never truncated).
     """
-    ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+    raw = np.asarray(ids)
+    if raw.size and not np.issubdtype(raw.dtype, np.integer):
+        raise TypeError(f"token ids must be integers, got dtype {raw.dtype}")
+    ids = raw.astype(np.int64, copy=False).reshape(-1)
     if ids.size and (ids.min() < 0 or ids.max() >= vocab.vocab_size):
         raise ValueError(f"token ids must be in [0, {vocab.vocab_size}), got {int(ids.min())}..{int(ids.max())}")
     cls = vocab.token_classes[ids]
@@ -719,6 +823,12 @@ def decode_stream(ids: Any, vocab: PxByVocabulary, audio_channels: int = 2) -> D
             if not colour.any():
                 continue
             F, H, W = int(t[colour].max()) + 1, int(r[colour].max()) + 1, int(c[colour].max()) + 1
+            if max_pixels is not None and F * H * W > max_pixels:
+                raise ValueError(
+                    f"cannot decode the image block at tokens {s}..{e}: its {F} frame(s) x {H} x {W} = {F * H * W} "
+                    f"pixels exceed max_image_pixels={max_pixels} (from {int(colour.sum())} colour tokens: the "
+                    "stream's rows are probably ragged); raise the tokenizer's max_image_pixels to decode it anyway"
+                )
             canvas = np.zeros((F, H, W, 3), dtype=np.uint8)
             canvas[t[colour], r[colour], c[colour]] = vocab.palette_array[b[colour] - vocab.color_offset]
             present = np.zeros(F, dtype=bool)

@@ -23,7 +23,9 @@ from transformers import BatchEncoding, PreTrainedTokenizer
 
 from .codecs import (
     AUDIO_NORMALIZATIONS,
+    DEFAULT_MAX_AUDIO_SAMPLES,
     DEFAULT_MAX_IMAGE_PIXELS,
+    DEFAULT_MAX_RESAMPLE_RATIO,
     decode_stream,
     encode_audio,
     encode_image,
@@ -102,7 +104,15 @@ class ActionPixelBytesTokenizer(PreTrainedTokenizer):
         sampling_rate: the rate clips are tokenised at; clips at another rate are FFT-resampled.
         image_background: RGB colour alpha is composited on (default white); ``None`` = plain
             ``convert("RGB")`` as the original tokenizer.
-        max_image_pixels: frames × height × width above which an image is refused (decompression bombs).
+        max_image_pixels: frames × height × width above which an image is refused (decompression bombs), and above
+            which an image block of a (malformed) stream is not decoded; ``None`` = no limit. The default, 2,097,152,
+            keeps one image's tokenisation around 0.2 GB of peak memory (``benchmarks/bench_limits.py``).
+        max_audio_samples: time steps per channel of one clip after resampling (before ``audio_stride``) above which
+            it is refused; ``None`` = no limit. Default 1,048,576 (65.5 s at 16 kHz).
+        max_resample_ratio: a clip whose rate is more than this many times above or below ``sampling_rate`` is
+            refused (``sampling_rate=1`` would turn 100 samples into 1.6 million); ``None`` = no limit. Default 8.
+
+    Every limit is a clear ``ValueError`` naming the setting; all are saved with ``save_pretrained``.
     """
 
     vocab_files_names = {"vocab_file": VOCAB_FILE_NAME}
@@ -120,6 +130,8 @@ class ActionPixelBytesTokenizer(PreTrainedTokenizer):
         sampling_rate: int = 16000,
         image_background: Sequence[int] | None = (255, 255, 255),
         max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+        max_audio_samples: int | None = DEFAULT_MAX_AUDIO_SAMPLES,
+        max_resample_ratio: float | None = DEFAULT_MAX_RESAMPLE_RATIO,
         pad_token: str = "\x00",
         row_token: str = "\t",
         sep_token: str = "\n",
@@ -145,15 +157,24 @@ class ActionPixelBytesTokenizer(PreTrainedTokenizer):
             image_background = [int(v) for v in image_background]
             if len(image_background) != 3 or any(not 0 <= v < 256 for v in image_background):
                 raise ValueError(f"image_background must be None or 3 values in [0, 255], got {image_background}")
-        if max_image_pixels is not None and max_image_pixels < 1:
-            raise ValueError(f"max_image_pixels must be positive or None, got {max_image_pixels}")
+        for name, value in (("max_image_pixels", max_image_pixels), ("max_audio_samples", max_audio_samples)):
+            if value is not None and (not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+        if max_resample_ratio is not None and (
+            isinstance(max_resample_ratio, bool)
+            or not isinstance(max_resample_ratio, (int, float, np.integer, np.floating))
+            or not 1.0 <= max_resample_ratio < float("inf")
+        ):
+            raise ValueError(f"max_resample_ratio must be a finite number >= 1 or None, got {max_resample_ratio!r}")
         self.image_stride, self.frame_stride = int(image_stride), int(frame_stride)
         self.audio_stride = int(audio_stride)
         self.audio_normalization = audio_normalization
         self.audio_channels = int(audio_channels)
         self.sampling_rate = int(sampling_rate)
         self.image_background = image_background
-        self.max_image_pixels = max_image_pixels
+        self.max_image_pixels = None if max_image_pixels is None else int(max_image_pixels)
+        self.max_audio_samples = None if max_audio_samples is None else int(max_audio_samples)
+        self.max_resample_ratio = None if max_resample_ratio is None else float(max_resample_ratio)
         #: characters dropped from texts because they have no token (counted since construction)
         self.dropped_characters = 0
         super().__init__(
@@ -167,7 +188,9 @@ class ActionPixelBytesTokenizer(PreTrainedTokenizer):
             audio_channels=self.audio_channels,
             sampling_rate=self.sampling_rate,
             image_background=image_background,
-            max_image_pixels=max_image_pixels,
+            max_image_pixels=self.max_image_pixels,
+            max_audio_samples=self.max_audio_samples,
+            max_resample_ratio=self.max_resample_ratio,
             **kwargs,
         )
         if (self.pad_token_id, self.convert_tokens_to_ids(row_token), self.sep_token_id) != (PAD_ID, ROW_ID, SEP_ID):
@@ -335,6 +358,8 @@ class ActionPixelBytesTokenizer(PreTrainedTokenizer):
                 sampling_rate=sampling_rate,
                 target_rate=self.sampling_rate,
                 dtype=dtype,
+                max_samples=self.max_audio_samples,
+                max_resample_ratio=self.max_resample_ratio,
             )
             blocks.append((AUDIO, grid))
         if not blocks:
@@ -510,19 +535,31 @@ class ActionPixelBytesTokenizer(PreTrainedTokenizer):
         """One stream → text, images (PIL frames) and audio ``(C, T)``.
 
         Positions with ``attention_mask == 0`` are dropped; without a mask, leading pad ids (left
-        padding) are skipped. Works on any stream, including malformed generated ones.
+        padding) are skipped. Works on any stream, including malformed generated ones, except that an image
+        block larger than ``max_image_pixels`` once decoded is a ``ValueError`` (a malformed stream can describe a
+        frame of height × width cells with height + width tokens). Ids must be integers and the mask as long as
+        the stream (``TypeError`` / ``ValueError`` otherwise).
         """
         ids = _to_numpy(token_ids)
         if ids.ndim == 2 and ids.shape[0] == 1:
             ids = ids[0]
         if ids.ndim != 1:
             raise ValueError(f"decode_multimodal takes one stream (L,) or (1, L), got shape {ids.shape}")
+        if ids.size and not np.issubdtype(ids.dtype, np.integer):
+            raise TypeError(f"decode_multimodal takes integer token ids, got dtype {ids.dtype}")
         if attention_mask is not None:
-            ids = ids[_to_numpy(attention_mask).reshape(-1).astype(bool)]
+            mask = _to_numpy(attention_mask)
+            if mask.size != ids.size or (mask.ndim == 2 and mask.shape[0] != 1) or mask.ndim > 2:
+                raise ValueError(
+                    f"attention_mask of shape {tuple(mask.shape)} does not match the stream of {ids.size} token(s)"
+                )
+            if mask.size and not np.isin(mask, (0, 1)).all():
+                raise ValueError("attention_mask must hold only 0 and 1")
+            ids = ids[mask.reshape(-1).astype(bool)]
         else:
             first = np.flatnonzero(ids != PAD_ID)
             ids = ids[first[0] :] if len(first) else ids[:0]
-        decoded = decode_stream(ids, self.vocabulary, self.audio_channels)
+        decoded = decode_stream(ids, self.vocabulary, self.audio_channels, max_pixels=self.max_image_pixels)
         return MultimodalOutput(
             text="\n".join(t for t in decoded.texts if t),
             images=[[Image.fromarray(frame, "RGB") for frame in frames] for frames in decoded.images],
