@@ -180,9 +180,8 @@ def test_resume_from_checkpoint_gives_the_same_steps(folder_dataset, tmp_path):
     run_training(model_args, data_args, _args(tmp_path / "b", **{**common, "max_steps": 3}))
     checkpoint = tmp_path / "b" / "out" / "checkpoint-3"
     assert checkpoint.exists()
-    resumed = run_training(
-        model_args, data_args, _args(tmp_path / "b", **common, resume_from_checkpoint=str(checkpoint))
-    )
+    # "true" (as typed on the command line) = the latest checkpoint of output_dir, here checkpoint-3
+    resumed = run_training(model_args, data_args, _args(tmp_path / "b", **common, resume_from_checkpoint="true"))
     wa = load_file(tmp_path / "a" / "out" / "model.safetensors")
     wb = load_file(tmp_path / "b" / "out" / "model.safetensors")
     for key in wa:

@@ -221,6 +221,23 @@ class ActionPixelBytesTokenizer(PreTrainedTokenizer):
         image, audio = int(data_slicing.get("image", 1)), int(data_slicing.get("audio", 1))
         return image, image, audio
 
+    @property
+    def encoding_settings(self) -> dict[str, Any]:
+        """Every setting the ids of a sample depend on, besides the vocabulary (``data_slicing`` is folded into the
+        strides); used to key cached tokenised datasets (:func:`pixelbytes.data.tokenization_fingerprint`)."""
+        return {
+            "image_stride": self.image_stride,
+            "frame_stride": self.frame_stride,
+            "audio_stride": self.audio_stride,
+            "audio_normalization": self.audio_normalization,
+            "audio_channels": self.audio_channels,
+            "sampling_rate": self.sampling_rate,
+            "image_background": None if self.image_background is None else list(self.image_background),
+            "max_image_pixels": self.max_image_pixels,
+            "max_audio_samples": self.max_audio_samples,
+            "max_resample_ratio": self.max_resample_ratio,
+        }
+
     # ---------------------------------------------------------------------------------------------
     # vocabulary API required by PreTrainedTokenizer
     # ---------------------------------------------------------------------------------------------

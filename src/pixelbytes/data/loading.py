@@ -7,17 +7,23 @@ decoded by ``datasets`` (its decoder needs torchcodec, unusable on CPU-only torc
 ``soundfile`` when installed, else the standard library ``wave`` module (PCM WAV), kept channels-first and
 resampled by the tokenizer to its rate.
 
-Unreadable items (corrupt GIF / WAV, undecodable text) are skipped and counted in a warning; a dataset
-without any of the three columns is a clear error.
+Unreadable items (corrupt GIF / WAV, undecodable text) are skipped and counted in a warning; so are rows of a
+folder's ``metadata.jsonl`` that cannot be used (invalid JSON, a value of the wrong type such as ``"text": 123``, a
+missing image / audio file), each named by ``metadata.jsonl:LINE`` and its reason. ``strict=True`` (``--strict``)
+makes every one of them an error instead. A dataset without any of the three columns is a clear error.
+
+:func:`tokenization_fingerprint` keys the cached tokenised store on everything its tokens depend on.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
 import os
 import wave
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +32,15 @@ from PIL import Image
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MODALITY_COLUMNS", "decode_audio", "decode_image", "load_samples", "stream_lengths", "tokenize_samples"]
+__all__ = [
+    "MODALITY_COLUMNS",
+    "decode_audio",
+    "decode_image",
+    "load_samples",
+    "stream_lengths",
+    "tokenization_fingerprint",
+    "tokenize_samples",
+]
 
 MODALITY_COLUMNS = ("text", "image", "audio")
 
@@ -101,40 +115,93 @@ def decode_image(value: Any) -> Any:
     return image
 
 
-def _folder_rows(folder: Path) -> list[dict[str, Any]]:
+_MAX_LISTED = 20
+
+
+def _row_problem(row: Any, folder: Path) -> tuple[str, str] | None:
+    """``(kind, reason)`` when a ``metadata.jsonl`` row cannot be used, else ``None``."""
+    if not isinstance(row, dict):
+        return "wrong type", f"a row must be a JSON object, got {type(row).__name__}"
+    for key in MODALITY_COLUMNS:
+        value = row.get(key)
+        if value is not None and not isinstance(value, str):
+            what = "a string" if key == "text" else "a file path (string)"
+            return "wrong type", f"{key!r} must be {what} or null, got {type(value).__name__} {str(value)[:40]!r}"
+    for key in ("image", "audio"):
+        value = row.get(key)
+        if value is not None and not (folder / value).is_file():
+            return "missing file", f"{key} file {value!r} not found ({folder / value})"
+    if all(row.get(key) is None for key in MODALITY_COLUMNS):
+        return "empty row", "no text, image or audio"
+    return None
+
+
+def _folder_rows(folder: Path, strict: bool = False) -> list[dict[str, Any]]:
+    """The usable rows of ``folder/metadata.jsonl`` (image / audio paths made absolute).
+
+    Rows with invalid JSON, a value of the wrong type, a missing file or no modality are skipped with a warning
+    naming ``metadata.jsonl:LINE`` and the reason, and counted in a summary; with ``strict`` they are a
+    ``ValueError`` listing them all.
+    """
     meta = folder / "metadata.jsonl"
-    rows = []
+    parsed: list[tuple[int, Any]] = []
+    problems: list[tuple[int, str, str]] = []  # (line, kind, "file:line: reason")
     with open(meta, encoding="utf-8") as handle:
         for line_no, line in enumerate(handle, 1):
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                parsed.append((line_no, json.loads(line)))
             except json.JSONDecodeError as err:
-                raise ValueError(f"{meta}:{line_no}: invalid JSON ({err})") from err
-            for key in ("image", "audio"):
-                if isinstance(row.get(key), str):
-                    row[key] = str(folder / row[key])
-            rows.append(row)
-    present = [key for key in MODALITY_COLUMNS if any(key in row for row in rows)]
+                problems.append((line_no, "invalid JSON", f"{meta}:{line_no}: invalid JSON ({err})"))
+    objects = [row for _, row in parsed if isinstance(row, dict)]
+    present = [key for key in MODALITY_COLUMNS if any(key in row for row in objects)]
     if not present:
-        found = sorted({key for row in rows for key in row})
+        found = sorted({key for row in objects for key in row})
         raise ValueError(f"{meta}: no text / image / audio column (columns: {found})")
-    return [{key: row.get(key) for key in present} for row in rows]
+    rows = []
+    for line_no, row in parsed:
+        problem = _row_problem(row, folder)
+        if problem is not None:
+            problems.append((line_no, problem[0], f"{meta}:{line_no}: {problem[1]}"))
+            continue
+        for key in ("image", "audio"):
+            if isinstance(row.get(key), str):
+                row[key] = str(folder / row[key])
+        rows.append({key: row.get(key) for key in present})
+    if problems:
+        problems.sort()
+        listed = [message for _, _, message in problems[:_MAX_LISTED]]
+        more = f" (and {len(problems) - _MAX_LISTED} more)" if len(problems) > _MAX_LISTED else ""
+        if strict:
+            header = f"{len(problems)} unusable row(s) in {meta} (strict mode):"
+            raise ValueError("\n  ".join([header, *listed]) + more)
+        for message in listed:
+            logger.warning("skipped row %s", message)
+        kinds = ", ".join(f"{n} {kind}" for kind, n in Counter(kind for _, kind, _ in problems).items())
+        logger.warning(
+            "skipped %d of %d row(s) of %s (%s)%s; pass strict=True (--strict) to make this an error",
+            len(problems), len(problems) + len(rows), meta, kinds, more,
+        )  # fmt: skip
+    if not rows:
+        raise ValueError(f"{meta}: no usable row ({len(problems)} skipped)")
+    return rows
 
 
-def load_samples(source: str | os.PathLike, split: str = "train") -> Any:
+def load_samples(source: str | os.PathLike, split: str = "train", strict: bool = False) -> Any:
     """Load a multimodal ``datasets.Dataset`` with (a subset of) the columns text / image / audio.
 
     ``source``: a folder with ``metadata.jsonl``, a ``.parquet`` / ``.arrow`` file, or a Hub dataset id.
     Images and audio stay undecoded (``{"bytes", "path"}``): :func:`tokenize_samples` decodes each sample
-    itself (every frame of animations) so a corrupt file only loses its own sample.
+    itself (every frame of animations) so a corrupt file only loses its own sample. Unusable rows of a
+    ``metadata.jsonl`` (invalid JSON, wrong types, missing files) are skipped with a warning naming
+    ``file:line`` and the reason, or, with ``strict``, a ``ValueError`` listing them.
     """
     import datasets
 
     path = Path(source)
     if path.is_dir() and (path / "metadata.jsonl").exists():
-        ds = datasets.Dataset.from_list(_folder_rows(path))
+        ds = datasets.Dataset.from_list(_folder_rows(path, strict=strict))
         if "image" in ds.column_names:
             ds = ds.cast_column("image", datasets.Image(decode=False))
     elif path.is_file() and path.suffix == ".parquet":
@@ -174,18 +241,30 @@ def _tokenize_one(tokenizer: Any, row: dict[str, Any]) -> tuple[np.ndarray, np.n
     return enc["input_ids"][0], enc["context_ids"][0]
 
 
-def tokenize_samples(dataset: Any, tokenizer: Any, cache_file_name: str | None = None, desc: str = "Tokenizing") -> Any:
+def tokenize_samples(
+    dataset: Any,
+    tokenizer: Any,
+    cache_file_name: str | None = None,
+    desc: str = "Tokenizing",
+    strict: bool = False,
+) -> Any:
     """Tokenise every sample into ``input_ids`` (int32), flattened ``context_ids`` (int32, L·6) and ``length``.
 
-    Unreadable samples are dropped (their count is logged). With ``cache_file_name`` the result is written
-    to (and reused from) that Arrow file, so windows are later read from disk, not RAM.
+    Unreadable samples (corrupt files, inputs beyond the tokenizer's limits) are dropped and their count is
+    logged; with ``strict`` the first one is a ``ValueError``. With ``cache_file_name`` the result is written to
+    (and reused from) that Arrow file, so windows are later read from disk, not RAM: name it after
+    :func:`tokenization_fingerprint` so that it is never reused for other tokens.
     """
     failures: list[str] = []
+    if cache_file_name is not None and os.path.exists(cache_file_name):
+        logger.info("reusing the tokenised store %s", cache_file_name)
 
     def encode(row: dict[str, Any], idx: int) -> dict[str, Any]:
         try:
             ids, ctx = _tokenize_one(tokenizer, row)
         except (ValueError, OSError, EOFError, TypeError, wave.Error) as err:
+            if strict:
+                raise ValueError(f"sample {idx}: {err} (strict mode)") from err
             failures.append(f"sample {idx}: {err}")
             ids, ctx = np.zeros(0, dtype=np.int32), np.zeros((0, 6), dtype=np.int32)
         return {"input_ids": ids.astype(np.int32), "context_ids": ctx.astype(np.int32).reshape(-1), "length": len(ids)}
@@ -208,3 +287,56 @@ def tokenize_samples(dataset: Any, tokenizer: Any, cache_file_name: str | None =
 def stream_lengths(tokenized: Any) -> list[int]:
     """Stream lengths of a tokenised store (read from its ``length`` column, not from the streams)."""
     return [int(n) for n in tokenized.with_format(None)["length"]]
+
+
+def _referenced_paths(dataset: Any) -> list[str]:
+    """The file paths of the ``image`` / ``audio`` columns (strings, or the ``path`` of ``{"bytes", "path"}``
+    cells), read from the Arrow table without decoding or copying any file content."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    paths: list[str] = []
+    arrow = dataset.with_format("arrow")
+    for column in ("image", "audio"):
+        if column not in dataset.column_names:
+            continue
+        values = arrow[column]
+        if isinstance(values, pa.Table):
+            values = values.column(0)
+        if pa.types.is_struct(values.type):
+            if values.type.get_field_index("path") < 0:
+                continue
+            values = pc.struct_field(values, "path")
+        if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+            paths.extend(p for p in values.to_pylist() if p)
+    return paths
+
+
+def tokenization_fingerprint(dataset: Any, tokenizer: Any) -> str:
+    """A key (hex) of everything the tokens of ``dataset`` depend on, for naming a cached tokenised store.
+
+    It covers the dataset's own fingerprint (its rows), the tokenizer's class, encoding settings and vocabulary
+    fingerprint, the ``pixelbytes`` version, and the size and modification time (ns) of every file the rows
+    reference (so an image edited in place, or a missing file that appears, changes the key).
+    """
+    from .. import __version__
+
+    settings = getattr(tokenizer, "encoding_settings", None)
+    vocabulary = getattr(tokenizer, "vocabulary", None)
+    files = []
+    for path in _referenced_paths(dataset):
+        try:
+            stat = os.stat(path)
+            files.append((path, stat.st_size, stat.st_mtime_ns))
+        except OSError:
+            files.append((path, None, None))
+    state = {
+        "dataset": getattr(dataset, "_fingerprint", None),
+        "tokenizer": type(tokenizer).__name__,
+        "settings": settings,
+        "vocabulary": vocabulary.fingerprint if vocabulary is not None else None,
+        "tables": vocabulary.to_dict() if vocabulary is not None else None,  # exact levels, not their 4-digit names
+        "pixelbytes": __version__,
+        "files": files,
+    }
+    return hashlib.sha256(json.dumps(state, sort_keys=True, default=repr).encode()).hexdigest()[:32]

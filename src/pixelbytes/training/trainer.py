@@ -94,8 +94,15 @@ class DataArguments:
     audio_stride: int = field(default=1, metadata={"help": "Tokenizer: keep every n-th audio time step."})
     audio_normalization: str = field(default="minmax", metadata={"help": "minmax, zscore or none."})
     tokenized_cache_dir: str | None = field(
-        default=None, metadata={"help": "Where to keep the tokenised Arrow store (default: datasets' cache)."}
-    )
+        default=None,
+        metadata={"help": "Where to keep the tokenised Arrow store, reused only while the data files, tokenizer "
+                  "settings, vocabulary and pixelbytes version are unchanged (default: tokenise in memory)."},
+    )  # fmt: skip
+    strict: bool = field(
+        default=False,
+        metadata={"help": "Stop on the first unusable item (a metadata.jsonl row of the wrong type or naming a "
+                  "missing file, a corrupt image / sound) instead of skipping it with a warning."},
+    )  # fmt: skip
     time_budget_seconds: float | None = field(
         default=None, metadata={"help": "Stop training after this many seconds (then evaluate and save)."}
     )
@@ -179,14 +186,15 @@ def build_window_datasets(
         store = _tokenize_rows(rows, tokenizer)
         lengths = [len(row["input_ids"]) for row in store]
     else:
-        from ..data.loading import load_samples, stream_lengths, tokenize_samples
+        from ..data.loading import load_samples, stream_lengths, tokenization_fingerprint, tokenize_samples
 
-        raw = load_samples(data_args.dataset, split=data_args.dataset_split)
+        raw = load_samples(data_args.dataset, split=data_args.dataset_split, strict=data_args.strict)
         cache = None
         if data_args.tokenized_cache_dir:
             os.makedirs(data_args.tokenized_cache_dir, exist_ok=True)
-            cache = os.path.join(data_args.tokenized_cache_dir, f"tokenized-{raw._fingerprint}.arrow")
-        store = tokenize_samples(raw, tokenizer, cache_file_name=cache)
+            key = tokenization_fingerprint(raw, tokenizer)
+            cache = os.path.join(data_args.tokenized_cache_dir, f"tokenized-{key}.arrow")
+        store = tokenize_samples(raw, tokenizer, cache_file_name=cache, strict=data_args.strict)
         lengths = stream_lengths(store)
     if data_args.max_samples is not None:
         store, lengths = _take(store, data_args.max_samples), lengths[: data_args.max_samples]
@@ -263,6 +271,15 @@ def build_trainer(
     )
 
 
+def resume_argument(value: str | bool | None) -> str | bool | None:
+    """``--resume_from_checkpoint`` as ``Trainer.train`` takes it: the strings ``"true"`` / ``"false"`` (any case,
+    as typed on the command line or in a YAML file) become ``True`` (the latest checkpoint in ``output_dir``) and
+    ``None``; a path is kept."""
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return True if value.strip().lower() == "true" else None
+    return value
+
+
 def run_training(
     model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments
 ) -> dict[str, Any]:
@@ -282,7 +299,7 @@ def run_training(
         training_args.load_best_model_at_end = False
     callbacks = [TimeBudgetCallback(data_args.time_budget_seconds)] if data_args.time_budget_seconds else None
     trainer = build_trainer(model, tokenizer, training_args, train_dataset, eval_dataset, callbacks)
-    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    result = trainer.train(resume_from_checkpoint=resume_argument(training_args.resume_from_checkpoint))
     trainer.save_model()
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(training_args.output_dir)
