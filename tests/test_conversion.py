@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import pickle
+import re
 import shutil
 from pathlib import Path
 
@@ -503,3 +506,89 @@ def test_from_original_classmethod():
     model = PxBySequenceModel.from_original(ORIGINAL / "apxby_predict")
     io = golden("apxby_predict")
     torch.testing.assert_close(run(model, io["inputs"]).logits, io["logits"], atol=ATOL, rtol=0)
+
+
+# -------------------------------------------------------------------------------------------------
+# unusable weight files: one-line errors, non-zero exit codes
+# -------------------------------------------------------------------------------------------------
+def _convert_cli(source: Path, out: Path, capsys) -> tuple[int, str]:
+    from pixelbytes.cli import main
+
+    code = main(["convert", str(source), str(out), "--no-card"])
+    return code, capsys.readouterr().err.strip()
+
+
+def _weights(directory: Path) -> dict[str, torch.Tensor]:
+    return load_file(directory / "model.safetensors")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda sd, k: sd[k].view(-1).__setitem__(0, float("nan")), "weights hold NaN or infinite values in {k}"),
+        (lambda sd, k: sd[k].view(-1).__setitem__(-1, float("inf")), "weights hold NaN or infinite values in {k}"),
+        (lambda sd, k: sd.__setitem__(k, (sd[k] * 100).long()), "weights must be floating point, got {k} (int64)"),
+        (lambda sd, k: sd.__setitem__(k, sd[k] > 0), "weights must be floating point, got {k} (bool)"),
+    ],
+)
+def test_non_finite_or_non_float_weights_are_refused(tmp_path, capsys, edit, message):
+    directory = copy_checkpoint("apxby_predict", tmp_path / "ckpt")
+    state_dict = _weights(directory)
+    key = sorted(state_dict)[1]
+    edit(state_dict, key)
+    save_file(state_dict, directory / "model.safetensors")
+    expected = message.format(k=key)
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        convert_original(directory)
+    code, err = _convert_cli(directory, tmp_path / "out", capsys)
+    assert code == 1 and err == f"error: model.safetensors: {expected}"
+    assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def _pickled(path: Path) -> None:
+    class Payload:
+        def __reduce__(self):
+            return (print, ("unpickled!",))
+
+    path.write_bytes(pickle.dumps({"weight": Payload()}, protocol=2))
+
+
+class TrainingState:
+    """Stands for any Python object saved beside the tensors (an optimiser, a config object, …)."""
+
+    def __init__(self) -> None:
+        self.step = 3
+
+
+def _torch_pickled(path: Path) -> None:
+    torch.save({"weight": torch.zeros(2), "state": TrainingState()}, path)
+
+
+@pytest.mark.parametrize(
+    ("name", "write", "message"),
+    [
+        ("model.safetensors", lambda p, data: p.write_bytes(data[: len(data) // 2]), "truncated or not a safetensors"),
+        ("model.safetensors", lambda p, data: p.write_bytes(b"\x00" * 7), "truncated or not a safetensors"),
+        ("pytorch_model.bin", lambda p, data: p.write_bytes(data[: len(data) // 2]), "truncated or corrupt"),
+        ("pytorch_model.bin", lambda p, data: _pickled(p), "holds pickled Python objects"),
+        ("pytorch_model.bin", lambda p, data: _torch_pickled(p), "holds pickled Python objects"),
+        ("pytorch_model.bin", lambda p, data: torch.save([torch.zeros(2)], p), "does not hold a state dict"),
+    ],
+)
+def test_truncated_or_pickle_weight_files_are_one_line_errors(tmp_path, capsys, name, write, message):
+    directory = copy_checkpoint("apxby_predict", tmp_path / "ckpt")
+    state_dict = _weights(directory)
+    (directory / "model.safetensors").unlink()
+    buffer = io.BytesIO()
+    if name == "model.safetensors":
+        save_file(state_dict, directory / name)
+        data = (directory / name).read_bytes()
+    else:
+        torch.save(state_dict, buffer)
+        data = buffer.getvalue()
+    write(directory / name, data)
+    code, err = _convert_cli(directory, tmp_path / "out", capsys)
+    assert code == 1 and message in err and err.startswith("error: ") and len(err.splitlines()) == 1, err
+    assert "unpickled!" not in capsys.readouterr().out
+    with pytest.raises(ValueError, match=message):
+        convert_original(directory)

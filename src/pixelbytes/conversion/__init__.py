@@ -11,6 +11,7 @@ from .original import (
     detect_original_format,
     load_original_checkpoint,
     make_tokenizer,
+    read_weights,
     v1_config_to_kwargs,
 )
 
@@ -25,5 +26,6 @@ __all__ = [
     "detect_original_format",
     "load_original_checkpoint",
     "make_tokenizer",
+    "read_weights",
     "v1_config_to_kwargs",
 ]

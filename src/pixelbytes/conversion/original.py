@@ -57,6 +57,7 @@ import json
 import logging
 import math
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,7 @@ __all__ = [
     "detect_original_format",
     "load_original_checkpoint",
     "make_tokenizer",
+    "read_weights",
     "v1_config_to_kwargs",
 ]
 
@@ -203,14 +205,59 @@ def load_original_checkpoint(
         reasons.append(f"{name}: {why}")
     else:
         raise FileNotFoundError(f"no weights in {where} ({'; '.join(reasons)})")
-    if weights_path.endswith(".safetensors"):
+    state_dict = read_weights(weights_path)
+    logger.info("read the original checkpoint %s (%d tensors)", where, len(state_dict))
+    return OriginalCheckpoint(config=config, state_dict=state_dict, source=where)
+
+
+def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a ``model.safetensors`` or ``pytorch_model.bin`` state dict, refusing what cannot be converted.
+
+    Every problem is a one-line ``ValueError``: a truncated or corrupt file, a ``.bin`` that holds pickled Python
+    objects other than tensors (never unpickled: ``torch.load(weights_only=True)``), something that is not a
+    mapping of names to tensors, and tensors that are not floating point or hold NaN / infinite values (the keys
+    are listed)."""
+    path = os.fspath(path)
+    name = os.path.basename(path)
+    if path.endswith(".safetensors"):
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        state_dict = load_file(weights_path)
+        try:
+            state_dict: Any = load_file(path)
+        except (SafetensorError, OSError, ValueError) as err:
+            raise ValueError(f"cannot read {path}: truncated or not a safetensors file ({_first_line(err)})") from err
     else:
-        state_dict = torch.load(weights_path, map_location="cpu", weights_only=True)
-    logger.info("read the original checkpoint %s (%d tensors)", where, len(state_dict))
-    return OriginalCheckpoint(config=config, state_dict=dict(state_dict), source=where)
+        try:
+            state_dict = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as err:
+            raise ValueError(
+                f"refusing to load {path}: it holds pickled Python objects, not only tensors (only plain state dicts "
+                "load, nothing is unpickled; save the weights as safetensors)"
+            ) from err
+        except (RuntimeError, EOFError, OSError, ValueError) as err:
+            raise ValueError(f"cannot read {path}: truncated or corrupt weights file ({_first_line(err)})") from err
+    if not isinstance(state_dict, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state_dict.items()
+    ):
+        raise ValueError(f"{path} does not hold a state dict (a mapping of names to tensors)")
+    not_float = [f"{k} ({str(v.dtype).removeprefix('torch.')})" for k, v in state_dict.items()
+                 if not v.is_floating_point()]  # fmt: skip
+    if not_float:
+        raise ValueError(f"{name}: weights must be floating point, got {_listed(not_float)}")
+    not_finite = [k for k, v in state_dict.items() if not bool(torch.isfinite(v).all())]
+    if not_finite:
+        raise ValueError(f"{name}: weights hold NaN or infinite values in {_listed(not_finite)}")
+    return dict(state_dict)
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
+def _listed(items: list[str]) -> str:
+    return ", ".join(items[:_MAX_LISTED]) + (f", … ({len(items)} in all)" if len(items) > _MAX_LISTED else "")
 
 
 def detect_original_format(config: dict[str, Any]) -> str:
