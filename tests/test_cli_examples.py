@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import subprocess
 import sys
@@ -81,6 +80,15 @@ def test_demo_quick(tmp_path):
         assert key in metrics, key
     assert (tmp_path / "demo" / "contact_sheet.png").exists()
     assert (tmp_path / "demo" / "model" / "model.safetensors").exists()
+    # a step count, not the clock: the steps that ran, the cap, and each goal are reported
+    assert metrics["train_steps"] == metrics["max_steps"] == 4 and metrics["time_cap_hit"] is False
+    assert metrics["final_learning_rate"] == 0.0  # the cosine ran to its end
+    assert set(metrics["goals"]) == {"train_pixel_accuracy", "train_mask_iou", "heldout_color_accuracy"}
+    for key, goal in metrics["goals"].items():
+        assert goal["value"] == metrics[key] and goal["met"] == (metrics[key] >= goal["minimum"])
+    assert metrics["all_goals_met"] == all(goal["met"] for goal in metrics["goals"].values())
+    config = json.loads((tmp_path / "demo" / "model" / "config.json").read_text())
+    assert config["caption_memory_cell_frames"] == 4 and config["grid_position_size"] == 16
 
 
 def test_examples_run(tmp_path, trained):
@@ -117,18 +125,40 @@ def test_demo_schedule_fits_the_time_budget():
     assert all(p.grad is None for p in model.parameters())  # the probes leave no gradient behind
 
 
-def test_clock_cosine_schedule(monkeypatch):
-    import pixelbytes.demo as demo
+def _tiny_demo_training(max_steps: int, time_budget: float, tmp_path: Path) -> dict:
+    import argparse
 
-    now = [100.0]
-    monkeypatch.setattr(demo.time, "perf_counter", lambda: now[0])
-    schedule = demo.ClockCosineSchedule(60.0, warmup_steps=3)
-    assert [schedule(step) for step in range(3)] == [0.25, 0.5, 0.75]  # warm-up by steps, clock started
-    factors = []
-    for seconds in (0.0, 15.0, 30.0, 45.0, 60.0, 90.0):
-        now[0] = 100.0 + seconds
-        factors.append(schedule(10))
-    assert factors[0] == 1.0 and abs(factors[2] - 0.5) < 1e-12 and factors[4] == factors[5] == 0.0
-    assert all(a > b for a, b in itertools.pairwise(factors[:5]))
-    with pytest.raises(ValueError, match="time budget must be positive"):
-        demo.ClockCosineSchedule(0.0)
+    from pixelbytes import ActionPixelBytesTokenizer, PxByConfig, PxBySequenceModel
+    from pixelbytes.data.synthetic import DEMO_TOKENIZER_KWARGS, demo_samples, make_demo_split
+    from pixelbytes.demo import _tokenize, _train
+
+    tok = ActionPixelBytesTokenizer(**DEMO_TOKENIZER_KWARGS)
+    store = _tokenize(demo_samples(make_demo_split()[0][::40]), tok)
+    model = PxBySequenceModel(PxByConfig.from_tokenizer(tok, embed_size=12, hidden_size=16, num_hidden_layers=1))
+    args = argparse.Namespace(max_steps=max_steps, time_budget=time_budget, batch_size=2, learning_rate=1e-2, seed=0)
+    return _train(model, tok, store, args, tmp_path)[1]
+
+
+def test_demo_trains_for_steps_and_the_clock_only_caps_it(tmp_path):
+    done = _tiny_demo_training(6, 600.0, tmp_path)
+    assert done["train_steps"] == done["max_steps"] == 6 and done["time_cap_hit"] is False
+    assert done["final_learning_rate"] == 0.0  # the cosine follows the steps to its end
+    capped = _tiny_demo_training(6, 1e-6, tmp_path)  # a machine far too slow for the steps
+    assert capped["train_steps"] == 1 and capped["max_steps"] == 6 and capped["time_cap_hit"] is True
+    assert capped["final_learning_rate"] > 0.0  # stopped early: the schedule did not decay
+
+
+def test_demo_never_silently_zeroes_caption_memory_cell_frames(tmp_path, capsys):
+    from pixelbytes.demo import resolve_cell_frames, run_demo
+
+    assert resolve_cell_frames(None, 512, 16) == 4 and resolve_cell_frames(2, 512, 16) == 2
+    assert resolve_cell_frames(None, 512, 0) == 0 and resolve_cell_frames(None, 0, 16) == 0
+    assert resolve_cell_frames(0, 0, 0) == 0
+    with pytest.raises(ValueError, match=r"--caption-memory-cell-frames 4 .* needs --caption-memory-buckets > 0 and "
+                                         r"--grid-position-size > 0"):  # fmt: skip
+        run_demo(output_dir=str(tmp_path / "x"), grid_position_size=0, caption_memory_cell_frames=4, quick=True)
+    assert not (tmp_path / "x").exists()  # refused before any work
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--caption-memory-buckets", "0", "--caption-memory-cell-frames", "2"])
+    assert exit_info.value.code == 2
+    assert "--caption-memory-cell-frames 2 modulates the caption memory" in capsys.readouterr().err

@@ -134,9 +134,16 @@ def _generate(argv: Sequence[str]) -> int:
 
 
 def _demo(argv: Sequence[str]) -> int:
-    from .demo import demo_parser, run_demo
+    from .demo import demo_parser, resolve_cell_frames, run_demo
 
-    args = demo_parser().parse_args(argv)
+    parser = demo_parser()
+    args = parser.parse_args(argv)
+    try:
+        resolve_cell_frames(args.caption_memory_cell_frames, args.caption_memory_buckets, args.grid_position_size)
+    except ValueError as err:
+        parser.error(str(err))
+    if args.max_steps < 1 or not args.time_budget > 0:
+        parser.error(f"--max-steps must be >= 1 and --time-budget > 0, got {args.max_steps} and {args.time_budget}")
     run_demo(**vars(args))
     return 0
 

@@ -109,18 +109,23 @@ class DataArguments:
 
 
 class TimeBudgetCallback(TrainerCallback):
-    """Stops training once ``seconds`` have elapsed since ``on_train_begin`` (checked after every step)."""
+    """Stops training once ``seconds`` have elapsed since ``on_train_begin`` (checked after every step);
+    :attr:`hit` tells afterwards whether it did (before ``max_steps`` was reached)."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.start = 0.0
+        #: whether the budget stopped training before its last step
+        self.hit = False
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.start = time.perf_counter()
+        self.hit = False
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
-        if time.perf_counter() - self.start >= self.seconds:
+        if time.perf_counter() - self.start >= self.seconds and not control.should_training_stop:
             control.should_training_stop = True
+            self.hit = state.max_steps <= 0 or state.global_step < state.max_steps
         return control
 
 
