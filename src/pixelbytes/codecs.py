@@ -500,16 +500,16 @@ def resample_audio(audio: np.ndarray, orig_rate: int, target_rate: int) -> np.nd
     ``scipy.signal.resample``): the spectrum is truncated or zero-padded to the new length."""
     orig_rate = check_sampling_rate(orig_rate, "orig_rate")
     target_rate = check_sampling_rate(target_rate, "target_rate")
-    x = np.asarray(audio, dtype=np.float64)
+    x = np.asarray(audio)
     if orig_rate == target_rate or x.shape[-1] == 0:
-        return x
+        return x.astype(np.float64, copy=False)
     n = x.shape[-1]
     m = resampled_length(n, orig_rate, target_rate)
     shared = min(m, n)
     rows = x.reshape(-1, n)
     result = np.empty((len(rows), m), dtype=np.float64)
     for i, row in enumerate(rows):  # one channel at a time: the spectra of a long clip are its largest temporaries
-        spectrum = np.fft.rfft(row)
+        spectrum = np.fft.rfft(row.astype(np.float64, copy=False))
         out = np.zeros(m // 2 + 1, dtype=complex)
         out[: shared // 2 + 1] = spectrum[: shared // 2 + 1]
         del spectrum
