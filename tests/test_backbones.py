@@ -15,6 +15,7 @@ from transformers import AutoModel
 from pixelbytes import ActionPixelBytesTokenizer, PxByConfig, PxBySequenceModel
 from pixelbytes import backbones_pixelbytes as backbones
 from pixelbytes.layout import batch_windows
+from pixelbytes.objectives_pixelbytes import content_positions
 from tiny_models import layout_stream
 
 BACKBONES = ("lstm", "attention", "mamba")
@@ -192,12 +193,13 @@ def test_training_decreases_loss(backbone, tok):
 @pytest.mark.parametrize("conv", [True, False])
 def test_window_embedding_is_pxbyembed(conv, tok, stream):
     model = make_model(("lstm", False, "window3x3", "next_token"), embed_size=81, window_conv=conv)
-    emb = model.embedding
-    names = {name for name, _ in model.named_parameters() if name.startswith("embedding.")}
-    expected = {"embedding.alpha", "embedding.linear_embedding.weight", "embedding.projection.weight",
-                "embedding.projection.bias", "embedding.norm.weight", "embedding.norm.bias"}  # fmt: skip
+    emb = model.embeddings.tokens
+    names = {name for name, _ in model.named_parameters() if name.startswith("embeddings.tokens.")}
+    expected = {"embeddings.tokens." + name for name in (
+        "alpha", "linear_embedding.weight", "projection.weight", "projection.bias", "norm.weight", "norm.bias"
+    )}  # fmt: skip
     if conv:
-        expected |= {"embedding.patch_embedding.weight", "embedding.patch_embedding.bias"}
+        expected |= {"embeddings.tokens.patch_embedding.weight", "embeddings.tokens.patch_embedding.bias"}
     assert names == expected
     alpha = emb.alpha.detach()
     assert alpha.shape == (1, 1, 3, 3) and 0 <= float(alpha.min()) and float(alpha.max()) < 1
@@ -218,13 +220,13 @@ def test_window_embedding_is_pxbyembed(conv, tok, stream):
 
 def test_center_embedding(stream):
     model = make_model(("lstm", False, "center", "next_token"))
-    assert [n for n, _ in model.named_parameters() if n.startswith("embedding.")] == [
-        "embedding.token_embedding.weight"
+    assert [n for n, _ in model.named_parameters() if n.startswith("embeddings.tokens.")] == [
+        "embeddings.tokens.token_embedding.weight"
     ]
     ctx = model.derive_context_ids(stream)
     assert torch.equal(ctx, stream[..., None])
     with torch.no_grad():
-        torch.testing.assert_close(model.embedding(ctx), model.embedding.token_embedding(stream))
+        torch.testing.assert_close(model.embeddings.tokens(ctx), model.embeddings.tokens.token_embedding(stream))
 
 
 def test_context_objective_with_other_embeddings_targets_pxby6_slots(tok, stream):
@@ -291,7 +293,9 @@ def test_v1_encoder_backbone(embedding, objective, stream, tok, tmp_path):
 
 
 def test_v1_encoder_structure_is_the_original():
-    model = make_model(("attention", True, "window3x3", "next_token"), **V1_ENCODER, embed_size=16, num_hidden_layers=1)
+    model = make_model(
+        ("attention", True, "window3x3", "next_token"), **V1_ENCODER, embed_size=16, num_hidden_layers=1, dropout=0.1
+    )
     encoder = model.backbone.encoder
     layer = encoder.layers[0]
     assert not layer.norm_first and layer.activation_relu_or_gelu == 1  # post-norm, ReLU
@@ -302,8 +306,8 @@ def test_v1_encoder_structure_is_the_original():
     x = torch.randn(1, 7, 16)
     perm = torch.randperm(7)
     with torch.no_grad():
-        out, _ = model.backbone(x)
-        permuted, _ = model.backbone(x[:, perm])
+        out = model.backbone(x).hidden
+        permuted = model.backbone(x[:, perm]).hidden
     torch.testing.assert_close(permuted, out[:, perm], atol=1e-5, rtol=1e-5)
 
 
@@ -477,7 +481,7 @@ def diffusion_model(backbone: str, embedding: str, seed: int = 0, **overrides) -
 
 
 def fixed_mask(model: PxBySequenceModel, ids: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    content = model.content_positions(ids)
+    content = content_positions(model.embeddings.token_classes, ids)
     generator = torch.Generator().manual_seed(seed)
     return content & (torch.rand(ids.shape, generator=generator) < 0.4)
 
@@ -504,7 +508,7 @@ def test_diffusion_forward_backward_and_round_trip(backbone, embedding, stream, 
 def test_diffusion_masked_tokens_are_hidden_everywhere(embedding, stream):
     model = diffusion_model("lstm", embedding)
     mask = fixed_mask(model, stream, seed=1)
-    other = model._same_class_other[stream]
+    other = model.lm_head._same_class_other[stream]
     changed = torch.where(mask, other, stream)
     assert not torch.equal(changed, stream)
     with torch.no_grad():
@@ -513,7 +517,7 @@ def test_diffusion_masked_tokens_are_hidden_everywhere(embedding, stream):
         clean = model(input_ids=stream).logits
     torch.testing.assert_close(a, b, atol=0, rtol=0)  # the masked values are never read
     assert not torch.equal(a, clean)
-    ctx = model.diffusion_context_ids(stream, mask)
+    ctx = model.lm_head.masked_context_ids(model.embeddings, stream, mask)
     assert int(ctx.max()) == 151  # the mask id appears in the contexts
     loss = model(input_ids=stream, diffusion_mask=mask, labels=stream).loss
     expected = torch.nn.functional.cross_entropy(a[mask], stream[mask])
@@ -533,7 +537,7 @@ def test_infill_keeps_unmasked_tokens(backbone, tok):
     for i, row in enumerate(rows):
         ids[i, width - len(row) :] = torch.tensor(row)
         attention[i, width - len(row) :] = 1
-    fill = model.content_positions(ids, attention)
+    fill = content_positions(model.embeddings.token_classes, ids, attention)
     fill[:, : width // 2] = False  # fill the second half's content (a block of the sprite / audio samples)
     filled = model.infill(ids, fill, attention_mask=attention, num_steps=3)
     assert torch.equal(filled[~fill], ids[~fill])

@@ -23,7 +23,7 @@ def memory_model(backbone: str = "lstm", seed: int = 0, per_cell: bool = False, 
         overrides = {"caption_memory_cell_frames": 2, "grid_position_size": 4, **overrides}
     model = PxBySequenceModel(PxByConfig(**{**TINY, "backbone": backbone, **overrides})).eval()
     with torch.no_grad():  # a visible memory: table entries as large as the token embeddings
-        model.caption_memory.table.weight.normal_(0.0, 1.0)
+        model.embeddings.caption_memory.table.weight.normal_(0.0, 1.0)
     return model
 
 
@@ -45,8 +45,8 @@ def two_captions(tok) -> torch.Tensor:
 
 def reference_memory(model: PxBySequenceModel, ids: list[int]) -> torch.Tensor:
     """Per position: mean table row of the trigrams of the latest text segment, by a plain loop."""
-    memory = model.caption_memory
-    classes = model._token_classes
+    memory = model.embeddings.caption_memory
+    classes = model.embeddings.token_classes
     out, segment, total, count = [], [], torch.zeros(memory.table.embedding_dim), 0
     for i, token in enumerate(ids):
         if classes[token] == BYTE:
@@ -63,7 +63,7 @@ def reference_memory(model: PxBySequenceModel, ids: list[int]) -> torch.Tensor:
 def test_memory_equals_per_token_reference(two_captions):
     model = memory_model()
     with torch.no_grad():
-        memory, _ = model.caption_memory(two_captions, None)
+        memory, _ = model.embeddings.caption_memory(two_captions, None)
         expected = reference_memory(model, two_captions[0].tolist())
     torch.testing.assert_close(memory[0], expected, atol=1e-5, rtol=1e-5)
     first_text_end = int((two_captions[0] == 2).nonzero()[0])  # the first text's terminator
@@ -74,27 +74,27 @@ def test_memory_ignores_padding(tok):
     model = memory_model()
     batch = tok(PROMPTS, padding=True, padding_side="left", return_tensors="pt")
     with torch.no_grad():
-        padded, _ = model.caption_memory(batch["input_ids"], batch["attention_mask"])
+        padded, _ = model.embeddings.caption_memory(batch["input_ids"], batch["attention_mask"])
         for i, prompt in enumerate(PROMPTS):
-            alone, _ = model.caption_memory(tok(prompt, return_tensors="pt")["input_ids"], None)
+            alone, _ = model.embeddings.caption_memory(tok(prompt, return_tensors="pt")["input_ids"], None)
             keep = batch["attention_mask"][i].bool()
             torch.testing.assert_close(padded[i][keep], alone[0], atol=1e-6, rtol=1e-6)
 
 
 def test_per_cell_memory_is_the_memory_times_one_plus_the_cell(two_captions):
     model = memory_model(per_cell=True)
-    cells = model.caption_memory.cells.detach()
+    cells = model.embeddings.caption_memory.cells.detach()
     assert cells.shape == (2 * 4 * 4 + 1, TINY["embed_size"]) and 0.8 < float(cells.std()) < 1.2  # N(0, 1) init
     where = model.derive_grid_positions(two_captions)[0]  # (L, 4): where each next token lands
     with torch.no_grad():
-        memory, _ = model.caption_memory(two_captions, None, grid_positions=where.unsqueeze(0))
+        memory, _ = model.embeddings.caption_memory(two_captions, None, grid_positions=where.unsqueeze(0))
         plain = reference_memory(model, two_captions[0].tolist())
     for k, (kind, frame, row, column) in enumerate(where.tolist()):
         cell = (min(frame, 1) * 4 + min(row, 3)) * 4 + min(column, 3) if kind == IMAGE else 2 * 16
         torch.testing.assert_close(memory[0, k], plain[k] * (1 + cells[cell]), atol=1e-5, rtol=1e-5)
     assert {int(kind) for kind in where[:, 0]} >= {IMAGE} and set(where[where[:, 0] == IMAGE, 1].tolist()) >= {0, 1, 2}
     with pytest.raises(ValueError, match="grid positions"):
-        model.caption_memory(two_captions, None)
+        model.embeddings.caption_memory(two_captions, None)
 
 
 @pytest.mark.parametrize("per_cell", [False, True])
@@ -119,7 +119,7 @@ def test_memory_changes_the_output(two_captions):
     model = memory_model()
     with torch.no_grad():
         with_memory = model(input_ids=two_captions).logits
-        model.caption_memory.table.weight.zero_()
+        model.embeddings.caption_memory.table.weight.zero_()
         without = model(input_ids=two_captions).logits
     assert not torch.allclose(with_memory, without)
 
@@ -152,8 +152,8 @@ def test_save_load_and_training(tok, tmp_path, two_captions):
     model = memory_model(per_cell=True).train()
     out = model(input_ids=two_captions, labels=two_captions)
     out.loss.backward()
-    assert model.caption_memory.table.weight.grad.abs().sum() > 0
-    assert model.caption_memory.cells.grad.abs().sum() > 0
+    assert model.embeddings.caption_memory.table.weight.grad.abs().sum() > 0
+    assert model.embeddings.caption_memory.cells.grad.abs().sum() > 0
     model.eval().save_pretrained(tmp_path)
     loaded = PxBySequenceModel.from_pretrained(tmp_path).eval()
     assert loaded.config.caption_memory_buckets == 64

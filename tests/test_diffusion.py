@@ -19,6 +19,7 @@ from pixelbytes import ActionPixelBytesTokenizer, PxByConfig, PxBySequenceModel
 from pixelbytes.cli import main
 from pixelbytes.conversion import convert_original, load_original_checkpoint
 from pixelbytes.data import PxByDataCollator, PxByWindowDataset
+from pixelbytes.objectives_pixelbytes import content_positions
 from pixelbytes.training.trainer import build_trainer
 from tiny_models import layout_stream
 
@@ -61,7 +62,7 @@ def golden_io() -> dict[str, torch.Tensor]:
 
 def content_mask(model: PxBySequenceModel, ids: torch.Tensor, rate: float = 0.4, seed: int = 0) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
-    return model.content_positions(ids) & (torch.rand(ids.shape, generator=generator) < rate)
+    return content_positions(model.embeddings.token_classes, ids) & (torch.rand(ids.shape, generator=generator) < rate)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -74,7 +75,7 @@ def test_golden_diffusion_checkpoint_clean_forward():
     assert config.num_diffusion_steps == 5
     assert (config.embedding, config.backbone, config.bidirectional) == ("pxby6", "lstm", True)
     assert (config.embed_size, config.hidden_size, config.num_hidden_layers) == (24, 16, 2)
-    assert model.embedding.slot_embedding.num_embeddings == V  # no mask row: the original table as it is
+    assert model.embeddings.tokens.slot_embedding.num_embeddings == V  # no mask row: the original table as it is
     config.check_tokenizer(tokenizer)
     io = golden_io()
     contexts = io["inputs"]  # (B, L, 6) contexts fed to the original model
@@ -134,7 +135,7 @@ def test_golden_model_infills_a_real_stream(tok):
     sprite = np.zeros((5, 5, 3), dtype=np.uint8)
     sprite[1:4, 1:4] = (255, 0, 0)
     ids = tokenizer(text="red", images=sprite, return_tensors="pt")["input_ids"]
-    fill = model.content_positions(ids)
+    fill = content_positions(model.embeddings.token_classes, ids)
     fill[:, : ids.shape[1] // 2] = False
     filled = model.infill(ids, fill, num_steps=5, generator=torch.Generator().manual_seed(0))
     assert torch.equal(filled[~fill], ids[~fill])
@@ -183,9 +184,9 @@ def test_embedding_noise_forward_backward_and_round_trip(backbone, stream, tmp_p
 def test_embedding_noise_hides_masked_tokens_everywhere(stream):
     model = diffusion_model("embedding_noise", seed=3)
     mask = content_mask(model, stream, seed=2)
-    changed = torch.where(mask, model._same_class_other[stream], stream)
+    changed = torch.where(mask, model.lm_head._same_class_other[stream], stream)
     assert not torch.equal(changed, stream)
-    slots = model.embedding_noise_slots(stream, mask)
+    slots = model.lm_head.noise_slots(model.embeddings, stream, mask)
     clean = model.derive_context_ids(stream)
     assert torch.equal(clean != model.derive_context_ids(changed), (clean != model.derive_context_ids(changed)) & slots)
     assert slots[mask].all()  # the masked token's own row, as the original
@@ -205,7 +206,7 @@ def test_embedding_noise_training_pattern_is_the_original():
     B, L = 64, 200
     attention = torch.ones(B, L, dtype=torch.long)
     attention[: B // 2, 150:] = 0  # right-padded rows
-    slots = model._original_noise_slots(attention, (B, L), torch.Generator().manual_seed(0), torch.device("cpu"))
+    slots = model.lm_head.training_slots(attention, (B, L), torch.Generator().manual_seed(0), torch.device("cpu"))
     rows = slots[..., 5]  # slot 5 is noised only on drawn rows
     assert torch.equal(slots[..., :5] | rows.unsqueeze(-1), slots[..., :5])  # a drawn row is noised everywhere
     following = torch.zeros_like(rows)
@@ -229,7 +230,7 @@ def test_embedding_noise_training_forward_is_the_original():
     out = model(input_ids=contexts[..., 5], context_ids=contexts, labels=contexts[..., 5],
                 diffusion_generator=torch.Generator().manual_seed(3))  # fmt: skip
     replay = torch.Generator().manual_seed(3)
-    slots = model._original_noise_slots(None, (B, L), replay, torch.device("cpu"))
+    slots = model.lm_head.training_slots(None, (B, L), replay, torch.device("cpu"))
     steps = torch.randint(4, 6, (B,), generator=replay)
     noise = torch.randn((B, L, 6, 4), generator=replay)
     assert set(steps.tolist()) == {4, 5}
@@ -267,10 +268,10 @@ def test_eval_mode_loss_is_deterministic_and_training_draws_vary(scheme, stream)
         second = model(input_ids=stream, labels=stream).loss
         assert float(first) == float(second)  # the same batch is masked / noised the same way at every evaluation
         model.train()
-        model.diffusion_generator = torch.Generator().manual_seed(0)
+        model.lm_head.generator = torch.Generator().manual_seed(0)
         a = model(input_ids=stream, labels=stream).loss
         b = model(input_ids=stream, labels=stream).loss
-        model.diffusion_generator = torch.Generator().manual_seed(0)
+        model.lm_head.generator = torch.Generator().manual_seed(0)
         assert float(model(input_ids=stream, labels=stream).loss) == float(a)  # the seeded generator repeats
     assert float(a) != float(b)
 
@@ -290,7 +291,7 @@ def test_embedding_noise_infill_keeps_unmasked_tokens(tok):
     for i, row in enumerate(rows):
         ids[i, width - len(row) :] = torch.tensor(row)
         attention[i, width - len(row) :] = 1
-    fill = model.content_positions(ids, attention)
+    fill = content_positions(model.embeddings.token_classes, ids, attention)
     fill[:, : width // 2] = False
     generator = torch.Generator().manual_seed(0)
     filled = model.infill(ids, fill, attention_mask=attention, num_steps=3, generator=generator)
@@ -298,7 +299,7 @@ def test_embedding_noise_infill_keeps_unmasked_tokens(tok):
     classes = torch.as_tensor(tok.token_classes)
     assert torch.equal(classes[filled], classes[ids])
     # the placeholder values are never read (the first pass is pure noise)
-    other = torch.where(fill, model._same_class_other[ids], ids)
+    other = torch.where(fill, model.lm_head._same_class_other[ids], ids)
     again = model.infill(other, fill, attention_mask=attention, num_steps=3, generator=torch.Generator().manual_seed(0))
     assert torch.equal(again, filled)
     # nothing to fill: unchanged
@@ -350,7 +351,7 @@ def test_trainer_five_steps(scheme, tok, windows, tmp_path):
     loaded = AutoModel.from_pretrained(tmp_path / "saved").eval()
     assert loaded.config.diffusion_scheme == scheme
     ids = torch.as_tensor(windows[0]["input_ids"]).unsqueeze(0)
-    fill = loaded.content_positions(ids) & (torch.arange(ids.shape[1]) > 20)
+    fill = content_positions(loaded.embeddings.token_classes, ids) & (torch.arange(ids.shape[1]) > 20)
     filled = loaded.infill(ids, fill)
     assert torch.equal(filled[~fill], ids[~fill])
 

@@ -174,11 +174,36 @@ def test_structure_processors_mask_scores(tok):
     audio = AudioLogitsProcessor(tok.token_classes, num_steps=2, channels=2)
     assert [audio.allowed(j) for j in range(audio.length)] == ["level"] * 4 + ["row", "sep"]
     scores = torch.zeros(2, 151)
-    prompt = torch.zeros(2, 4, dtype=torch.long)
+    prompt = torch.tensor([[32, 33, 34, 2], [0, 0, 35, 2]])
     masked = LogitsProcessorList([image])(prompt, scores)
     assert torch.isinf(masked[:, :58]).all() and torch.isfinite(masked[:, 58:113]).all()
     with pytest.raises(ValueError, match="positive"):
         ImageGridLogitsProcessor(tok.token_classes, height=0, width=2)
+
+
+def test_structure_processors_refuse_a_prompt_that_does_not_end_a_block(tok):
+    image = ImageGridLogitsProcessor(tok.token_classes, height=2, width=2)
+    with pytest.raises(ValueError, match="must end a block"):
+        image(torch.tensor([[32, 33, 34]]), torch.zeros(1, 151))  # a caption without its terminator
+    audio = AudioLogitsProcessor(tok.token_classes, num_steps=2, prompt_length=2)
+    with pytest.raises(ValueError, match="must end a block"):
+        audio(torch.tensor([[32, 60]]), torch.zeros(1, 151))
+
+
+@pytest.mark.parametrize("prompt_length", [None, "given"])
+def test_a_reused_structure_processor_starts_again_with_each_generate_call(tok, prompt_length):
+    """One processor, two generate() calls with prompts of other lengths: both sprites come out whole."""
+    model = tiny_model(seed=6)
+    for caption in ("a much longer caption than the other", "a sprite"):
+        ids = tok(caption, return_tensors="pt")["input_ids"]
+        length = ids.shape[1] if prompt_length else None
+        if caption.startswith("a much") or prompt_length:
+            processor = ImageGridLogitsProcessor(tok.token_classes, 2, 3, prompt_length=length)
+        with torch.no_grad():
+            out = model.generate(ids, logits_processor=LogitsProcessorList([processor]), max_new_tokens=8,
+                                 do_sample=True)  # fmt: skip
+        decoded = tok.decode_multimodal(out[0])
+        assert [frame.size for frame in decoded.frames] == [(3, 2)], caption
 
 
 def test_bidirectional_generation_recomputes_a_window(tok):
@@ -221,14 +246,14 @@ def test_generate_uses_the_cache_one_token_per_step(tok, deprecation_messages):
         seen.append((kwargs["input_ids"].shape[1], isinstance(kwargs.get("cache"), PxByCache)))
 
     steps = []
-    fast = model._lstm_token_step
-    model._lstm_token_step = lambda *args: steps.append(1) or fast(*args)
+    fast = model._token_step
+    model._token_step = lambda *args: steps.append(1) or fast(*args)
     handle = model.register_forward_pre_hook(record, with_kwargs=True)
     try:
         greedy(model, batch)
     finally:
         handle.remove()
-        del model._lstm_token_step
+        del model._token_step
     assert seen[0] == (batch["input_ids"].shape[1], False)
     assert seen[1:] == [(1, True)] * 23
     assert len(steps) == 23

@@ -150,7 +150,7 @@ def test_positions_change_the_model_and_given_equals_derived():
         assert torch.equal(derived, given_positions)
         assert not torch.allclose(derived, plain(input_ids=stream).logits)
         # only the image part can differ between two models that differ in their image-position tables
-        model.grid_embedding.row.weight.add_(1.0)
+        model.embeddings.grid.row.weight.add_(1.0)
         moved = model(input_ids=stream).logits
     first_colour = int((stream[0] >= tok.vocabulary.color_offset).nonzero()[0])
     torch.testing.assert_close(moved[:, :first_colour], derived[:, :first_colour])
@@ -230,4 +230,4 @@ def test_trainer_trains_a_model_with_grid_positions(tmp_path):
     assert np.isfinite(metrics["train_loss"]) and np.isfinite(metrics["eval_loss"])
     loaded = PxBySequenceModel.from_pretrained(tmp_path / "out")
     assert loaded.config.grid_position_size == 8
-    assert loaded.grid_embedding.row.weight.abs().sum() > 0
+    assert loaded.embeddings.grid.row.weight.abs().sum() > 0

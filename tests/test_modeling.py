@@ -55,8 +55,20 @@ def test_published_parameter_counts():
         ({"bidirectional": True, "hidden_size": 15}, "even hidden_size"),
         ({"bidirectional": "both"}, "bidirectional"),
         ({"dropout": 1.5}, "dropout"),
-        ({"change_token_weight": 0.0}, "change_token_weight must be positive"),
-        ({"novel_pixel_weight": -2.0}, "novel_pixel_weight must be positive"),
+        ({"change_token_weight": 0.0}, "change_token_weight must be a positive finite number"),
+        ({"novel_pixel_weight": -2.0}, "novel_pixel_weight must be a positive finite number"),
+        ({"novel_pixel_weight": float("inf")}, "novel_pixel_weight must be a positive finite number"),
+        ({"novel_pixel_weight": float("nan")}, "novel_pixel_weight must be a positive finite number"),
+        ({"caption_memory_buckets": 10**9}, "above the limit"),
+        ({"caption_memory_buckets": 1e9}, "non-negative integer"),
+        ({"num_layers": 3}, "did you mean 'num_hidden_layers'"),
+        ({"embedding_dim": 60}, "did you mean 'embed_size'"),
+        ({"dropout": 0.1, "num_hidden_layers": 1}, "only one"),
+        ({"dropout": 0.1, "num_hidden_layers": 1, "bidirectional": True}, "only one"),
+        ({"dropout": 0.1, "num_hidden_layers": 1, "backbone": "mamba", "mamba_style": "v1"}, "only one"),
+        ({"novel_pixel_weight": 4.0, "objective": "diffusion", "bidirectional": True}, "diffusion"),
+        ({"change_token_weight": 4.0, "objective": "diffusion", "bidirectional": True}, "diffusion"),
+        ({"lstm_forget_bias": float("inf")}, "lstm_forget_bias"),
         ({"pad_token_id": 3}, "0/1/2"),
         ({"num_levels": -1, "vocab_size": 112}, "num_levels must be a non-negative integer"),
         ({"num_levels": 0}, "do not add up"),  # 0 levels is the v1 vocabulary: vocab_size 113
@@ -85,7 +97,7 @@ def test_unavailable_options_are_clear_errors():
     assert (v1.num_levels, v1.mamba_style) == (0, "v1")
     # the original diffusion scheme is available: a 6·V head and no mask row
     noisy = PxBySequenceModel(PxByConfig(objective="diffusion", bidirectional=True, diffusion_scheme="embedding_noise"))
-    assert noisy.lm_head.out_features == 6 * 151 and noisy.embedding.slot_embedding.num_embeddings == 151
+    assert noisy.lm_head.out_features == 6 * 151 and noisy.embeddings.tokens.slot_embedding.num_embeddings == 151
 
 
 def test_tokenizer_model_mismatch(tok):
@@ -168,13 +180,13 @@ def test_inference_step_equals_lstm_cell_step(layers):
     E, H = backbone.lstms[0].input_size, backbone.lstms[0].hidden_size
     rows = backbone.FUSED_MAX_ROWS  # the fused update's largest batch
     x = torch.randn(rows, E)
-    state = ([torch.randn(rows, H) for _ in range(layers)], [torch.randn(rows, H) for _ in range(layers)])
+    state = {"h": [torch.randn(rows, H) for _ in range(layers)], "c": [torch.randn(rows, H) for _ in range(layers)]}
     with torch.no_grad():
-        fast_out, (fast_h, fast_c) = backbone.step(x, state)
+        fast_out, fast = backbone.step(x, state)
     with torch.enable_grad():
-        ref_out, (ref_h, ref_c) = backbone.step(x, state)  # the torch.lstm_cell path
+        ref_out, ref = backbone.step(x, state)  # the torch.lstm_cell path
     torch.testing.assert_close(fast_out, ref_out, atol=1e-6, rtol=1e-6)
-    for a, b in zip(fast_h + fast_c, ref_h + ref_c):
+    for a, b in zip(fast["h"] + fast["c"], ref["h"] + ref["c"]):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
 
 
@@ -250,7 +262,7 @@ def test_novel_pixels_are_the_shape_starts(tok):
     model = tiny_model()
     enc = tok(text="ab", images=_two_shape_sprite(), return_context_ids=True, return_tensors="pt")
     ids = enc["input_ids"]
-    novel = model._novel_pixels(ids[:, 1:], enc["context_ids"])[0]  # target k + 1 for k = 0 .. L-2
+    novel = model.lm_head.novel_pixels(ids[:, 1:], enc["context_ids"])[0]  # target k + 1 for k = 0 .. L-2
     grid = model.derive_grid_positions(ids)[0]  # (L, 4): row k = where token k + 1 lands
     marked = {tuple(grid[k, 1:].tolist()) for k in torch.nonzero(novel).flatten().tolist()}
     # the sprite's first pixel (nothing known yet) and the two pixels where a shape starts; not (2, 2),
@@ -266,7 +278,7 @@ def test_weighted_losses(tok):
         logits = base(input_ids=ids).logits
     per_token = torch.nn.functional.cross_entropy(logits[0, :-1], labels[0, 1:], reduction="none")
     changed = labels[0, 1:] != labels[0, :-1]
-    novel = base._novel_pixels(labels[:, 1:], enc["context_ids"])[0]
+    novel = base.lm_head.novel_pixels(labels[:, 1:], enc["context_ids"])[0]
     for change, new in ((1.0, 1.0), (3.0, 1.0), (1.0, 20.0), (3.0, 20.0)):
         model = tiny_model(change_token_weight=change, novel_pixel_weight=new)
         with torch.no_grad():

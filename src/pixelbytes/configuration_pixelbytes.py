@@ -7,6 +7,7 @@ The defaults are the published aPxBy LSTM (vocabulary 151, pxby6 embedding of 6 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from transformers import PretrainedConfig
@@ -21,6 +22,28 @@ BIDIRECTIONAL = (False, True, "first_layer")
 ATTENTION_STYLES = ("modern", "v1_encoder")
 MAMBA_STYLES = ("modern", "v1")
 NUM_CONTEXT_SLOTS = 6
+#: Most caption-memory buckets (the table costs buckets × embed_size parameters).
+MAX_CAPTION_MEMORY_BUCKETS = 2**22
+#: Keywords that look like PxByConfig knobs but are not (other libraries' names): refused with the right name.
+MISNAMED_KEYWORDS = {
+    "num_layers": "num_hidden_layers",
+    "n_layer": "num_hidden_layers",
+    "n_layers": "num_hidden_layers",
+    "depth": "num_hidden_layers",
+    "embedding_dim": "embed_size",
+    "embedding_size": "embed_size",
+    "n_embd": "embed_size",
+    "d_model": "hidden_size",
+    "dim": "hidden_size",
+    "d_state": "state_size",
+    "d_conv": "conv_kernel",
+    "n_head": "num_attention_heads",
+    "num_heads": "num_attention_heads",
+    "window": "window_size",
+    "diffusion_steps": "num_diffusion_steps",
+    "bidirection": "bidirectional",
+    "pxby_emb": "embed_size",
+}
 
 
 class PxByConfig(PretrainedConfig):
@@ -49,8 +72,9 @@ class PxByConfig(PretrainedConfig):
             of the LATEST text segment so far (hashed into this many buckets). 0 = off, as in the papers. Why: a
             caption conditions pixels hundreds of tokens later; through the recurrent state alone its effect is
             learnt slowly (credit assignment over the whole frame), while this direct path gives every pixel the
-            caption's words as an input. Causal models only; the memory sees the text of the input (a training
-            window that cuts the caption off does not see it).
+            caption's words as an input. Causal models only. A training window cut from a longer sample gets the
+            memory it has in the whole sample (``caption_prefix_ids``, added by the window dataset). At most
+            2**22 buckets.
         caption_memory_cell_frames (`int`, 0): modulate the caption memory ``m`` per image cell,
             ``m ⊙ (1 + cell[t, r, c])``, with a learned vector per grid cell of the first N frames (later frames use
             frame N - 1's; one more vector for every non-image position). 0 = off. Whether a pixel is inside a
@@ -66,7 +90,14 @@ class PxByConfig(PretrainedConfig):
         bidirectional (`bool | "first_layer"`, False): ``"first_layer"`` = the v1 RNN (bidirectional first layer,
             unidirectional rest).
         window_size (`int`, 256): context length of bidirectional models (they re-encode a sliding window).
-        dropout (`float`, 0.0): between recurrent layers.
+        dropout (`float`, 0.0): in training, drops what each backbone layer passes on: the residual branches of
+            attention and Mamba blocks (and the v1 encoder's own dropouts), the output of every LSTM layer and
+            v1 Mamba mixer that feeds another one. With one LSTM layer or one v1 Mamba mixer it has nothing to act
+            on: a configuration error. (The v1 attention checkpoints trained with 0.1; conversion sets it.)
+        lstm_forget_bias (`float` or None, 1.0): initial forget-gate bias of LSTM layers (``b_ih`` = this value,
+            ``b_hh`` = 0 on the forget gate; Jozefowicz et al., 2015): a cell then keeps most of its memory per
+            step at the start of training, so a caption is not forgotten before its sprite. ``None`` keeps
+            PyTorch's default uniform initialisation, as the original code (and its published models) did.
         state_size / conv_kernel / expand / use_mambapy: Mamba extras.
         mamba_style (`str`, ``"modern"``): ``"modern"`` (``transformers`` ``MambaBlock``s: RMSNorm, residual, final
             norm) or ``"v1"`` (the v1 ``bMamba`` of converted checkpoints: plain mamba_ssm mixers with no norm and no
@@ -124,6 +155,7 @@ class PxByConfig(PretrainedConfig):
     bidirectional: bool | str = False
     window_size: int = 256
     dropout: float = 0.0
+    lstm_forget_bias: float | None = 1.0
     state_size: int = 16
     conv_kernel: int = 4
     expand: int = 2
@@ -143,6 +175,12 @@ class PxByConfig(PretrainedConfig):
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs: Any) -> None:
+        for name in kwargs:
+            if name in MISNAMED_KEYWORDS:
+                raise ValueError(
+                    f"PxByConfig has no {name!r}: did you mean {MISNAMED_KEYWORDS[name]!r}? (an unknown keyword "
+                    "would be stored and do nothing)"
+                )
         self._validate()
         super().__post_init__(**kwargs)
 
@@ -219,11 +257,32 @@ class PxByConfig(PretrainedConfig):
             )
         if self.grid_position_size and self.objective == "diffusion":
             raise ValueError("grid_position_size is not available with objective='diffusion' (use 0)")
+        if self.caption_memory_buckets > MAX_CAPTION_MEMORY_BUCKETS:
+            raise ValueError(
+                f"caption_memory_buckets={self.caption_memory_buckets} is above the limit {MAX_CAPTION_MEMORY_BUCKETS} "
+                f"(its table would hold {self.caption_memory_buckets * self.embed_size:,} parameters)"
+            )
         for name in ("change_token_weight", "novel_pixel_weight"):
-            if not float(getattr(self, name)) > 0.0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+            if value != 1.0 and self.objective == "diffusion":
+                raise ValueError(
+                    f"{name} weights next-token targets; objective='diffusion' has none (keep {name}=1.0)"
+                )
+        if self.lstm_forget_bias is not None and (
+            isinstance(self.lstm_forget_bias, bool) or not isinstance(self.lstm_forget_bias, (int, float))
+            or not math.isfinite(self.lstm_forget_bias)
+        ):  # fmt: skip
+            raise ValueError(f"lstm_forget_bias must be a finite number or None, got {self.lstm_forget_bias!r}")
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        single_recurrent = self.backbone == "lstm" or (self.backbone == "mamba" and self.mamba_style == "v1")
+        if self.dropout and single_recurrent and self.num_hidden_layers == 1:
+            raise ValueError(
+                f"dropout={self.dropout} acts between layers of backbone={self.backbone!r}, and there is only one "
+                "(num_hidden_layers=1): use dropout=0.0 or more layers"
+            )
         if self.backbone == "attention" and self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size={self.hidden_size} must be divisible by num_attention_heads={self.num_attention_heads}"
@@ -285,18 +344,24 @@ class PxByConfig(PretrainedConfig):
         vocab = getattr(tokenizer, "vocabulary", None)
         if vocab is None:
             raise TypeError(f"expected an ActionPixelBytesTokenizer, got {type(tokenizer).__name__}")
+        self.check_vocabulary(vocab, source="the tokenizer")
+        if tokenizer.audio_channels != self.audio_channels:
+            raise ValueError(
+                f"tokenizer/model mismatch: audio_channels {tokenizer.audio_channels} vs {self.audio_channels}"
+            )
+
+    def check_vocabulary(self, vocab: Any, source: str = "the tokenizer") -> None:
+        """Raise a clear error when the vocabulary ``vocab`` (a :class:`~pixelbytes.vocabulary.PxByVocabulary`,
+        from ``source``) differs from the one this model was built for: table sizes, and contents when the config
+        records a ``vocab_fingerprint``."""
         ours = {"num_bytes": self.num_bytes, "num_colors": self.num_colors, "num_levels": self.num_levels}
         if vocab.table_sizes() != ours or vocab.vocab_size != self.vocab_size:
             raise ValueError(
-                f"tokenizer/model mismatch: the tokenizer's vocabulary tables {vocab.table_sizes()} "
+                f"tokenizer/model mismatch: the vocabulary tables of {source} {vocab.table_sizes()} "
                 f"(vocab_size {vocab.vocab_size}) differ from the model's {ours} (vocab_size {self.vocab_size})"
             )
         if self.vocab_fingerprint is not None and vocab.fingerprint != self.vocab_fingerprint:
             raise ValueError(
-                "tokenizer/model mismatch: the tokenizer's vocabulary tables (colours, levels or bytes) differ from "
+                f"tokenizer/model mismatch: the vocabulary tables (colours, levels or bytes) of {source} differ from "
                 "the ones this model was trained with (vocab_fingerprint)"
-            )
-        if tokenizer.audio_channels != self.audio_channels:
-            raise ValueError(
-                f"tokenizer/model mismatch: audio_channels {tokenizer.audio_channels} vs {self.audio_channels}"
             )

@@ -5,6 +5,8 @@
 * :class:`ImageGridLogitsProcessor` / :class:`AudioLogitsProcessor` force a rectangular sprite of a
   requested size or an audio clip of a requested length right after the prompt, so the result always
   decodes; :func:`generate_image` / :func:`generate_audio` wrap ``model.generate`` with them.
+* :func:`infill` fills chosen positions of a stream with a diffusion model (a sprite rectangle, an audio span),
+  batched; the other positions never change.
 
 The cache's keyword: transformers 5.24 renamed ``past_key_values`` (and ``cache_params``) to ``cache`` in
 ``generate()``, model inputs and model outputs. :data:`CACHE_NAME` is the name the installed transformers uses;
@@ -15,6 +17,7 @@ PixelBytes models accept both names as inputs and put their cache in their outpu
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -24,6 +27,7 @@ from packaging import version
 from transformers import GenerationMixin, LogitsProcessor, LogitsProcessorList
 
 from .layout import BatchLayoutTracker
+from .objectives_pixelbytes import content_positions
 from .vocabulary import COLOUR, LEVEL, ROW_ID, SEP_ID
 
 __all__ = [
@@ -33,6 +37,7 @@ __all__ = [
     "PxByCache",
     "generate_audio",
     "generate_image",
+    "infill",
 ]
 
 
@@ -68,17 +73,16 @@ class PxByCache:
     reorders them all the same way): ``h``/``c`` (LSTM, per layer ``(B, H)``), ``key``/``value``/``key_mask``/
     ``position`` (attention: per layer ``(B, heads, T, head_dim)``, the validity of every cached key ``(B, T)``
     and the rotary position of each row's next token ``(B,)``), ``conv``/``ssm`` (Mamba: per layer
-    ``(B, D_inner, conv_kernel - 1)`` and ``(B, D_inner, state_size)``).
+    ``(B, D_inner, conv_kernel - 1)`` and ``(B, D_inner, state_size)``). Models with a caption memory keep
+    ``states["caption_memory"]`` = ``[total (B, E), count (B,), recent bytes (B, 2), memory (B, E)]`` (see
+    :class:`~pixelbytes.embeddings_pixelbytes.CaptionMemory`).
 
     Attributes:
         states: the named state lists.
-        h, c: the LSTM states (``states["h"]``, ``states["c"]``).
         seen_tokens: number of stream positions already consumed.
         tracker: per-row layout tracker (built lazily from the prompt on the first decoding step, so a plain
             forward with ``use_cache=True`` costs nothing extra).
-
-    Models with a caption memory keep ``states["caption_memory"]`` = ``[total (B, E), count (B,), recent bytes
-    (B, 2), memory (B, E)]`` (see :class:`~pixelbytes.modeling_pixelbytes.CaptionMemory`).
+        device: where the states live.
     """
 
     is_compileable = False
@@ -88,19 +92,15 @@ class PxByCache:
 
     def __init__(
         self,
-        h: list[torch.Tensor] | None,
-        c: list[torch.Tensor] | None,
+        states: dict[str, list[torch.Tensor]],
         prompt_ids: torch.Tensor,
         prompt_mask: torch.Tensor | None,
         token_classes: np.ndarray,
         audio_channels: int,
-        states: dict[str, list[torch.Tensor]] | None = None,
+        reorder_state: Callable[[dict, torch.LongTensor], dict] | None = None,
     ) -> None:
-        self.states: dict[str, list[torch.Tensor]] = {}
-        if h is not None:
-            self.states["h"], self.states["c"] = list(h), list(c if c is not None else [])
-        if states:
-            self.states.update({key: list(value) for key, value in states.items()})
+        self.states: dict[str, list[torch.Tensor]] = {key: list(value) for key, value in states.items()}
+        self.device = prompt_ids.device
         self._batch_size = int(prompt_ids.shape[0])
         self.seen_tokens = int(prompt_ids.shape[1])
         self._prompt: tuple[np.ndarray, np.ndarray | None] | None = (
@@ -109,22 +109,9 @@ class PxByCache:
         )
         self._token_classes, self._audio_channels = token_classes, audio_channels
         self._tracker: BatchLayoutTracker | None = None
-
-    @property
-    def h(self) -> list[torch.Tensor]:
-        return self.states["h"]
-
-    @h.setter
-    def h(self, value: list[torch.Tensor]) -> None:
-        self.states["h"] = list(value)
-
-    @property
-    def c(self) -> list[torch.Tensor]:
-        return self.states["c"]
-
-    @c.setter
-    def c(self, value: list[torch.Tensor]) -> None:
-        self.states["c"] = list(value)
+        self._reorder_state = reorder_state or _select_rows
+        if "caption_memory" in self.states:
+            self.caption_memory_idle = not bool((self.states["caption_memory"][2][:, 1] >= 0).any())
 
     @property
     def batch_size(self) -> int:
@@ -150,8 +137,7 @@ class PxByCache:
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
         """Beam search: row i becomes old row ``beam_idx[i]`` (states and layout)."""
-        for key, tensors in self.states.items():
-            self.states[key] = [t.index_select(0, beam_idx.to(t.device)) for t in tensors]
+        self.states = self._reorder_state(self.states, beam_idx)
         index = beam_idx.tolist()
         self._batch_size = len(index)
         if self._tracker is not None:
@@ -169,13 +155,23 @@ class PxByCache:
         self.reorder_cache(indices)
 
 
+def _select_rows(states: dict[str, list[torch.Tensor]], index: torch.LongTensor) -> dict[str, list[torch.Tensor]]:
+    return {key: [t.index_select(0, index.to(t.device)) for t in tensors] for key, tensors in states.items()}
+
+
 # --------------------------------------------------------------------------------------------------
 # Layout-aware logits processors
 # --------------------------------------------------------------------------------------------------
 class _StructureLogitsProcessor(LogitsProcessor):
-    """Allows, at the j-th generated token, only the ids of ``self.allowed(j)``; free after the structure."""
+    """Allows, at the j-th generated token, only the ids of ``self.allowed(j)``; free after the structure.
 
-    def __init__(self, token_classes: np.ndarray) -> None:
+    Where generation started: ``prompt_length`` when given (what :func:`generate_image` / :func:`generate_audio`
+    pass); otherwise the length of the ids at the first call of each ``generate()`` run. A run is recognised by
+    its lengths growing one token per call with the same batch size, so one processor can serve many
+    ``generate()`` calls. At the start every row must end a block (its last token the separator id 2): the
+    structure then opens a new block, as the layout requires (DESIGN §5)."""
+
+    def __init__(self, token_classes: np.ndarray, prompt_length: int | None = None) -> None:
         classes = torch.as_tensor(np.asarray(token_classes))
         self._masks = {name: classes == value for name, value in (("colour", COLOUR), ("level", LEVEL))}
         vocab = len(classes)
@@ -183,7 +179,10 @@ class _StructureLogitsProcessor(LogitsProcessor):
             mask = torch.zeros(vocab, dtype=torch.bool)
             mask[token] = True
             self._masks[name] = mask
-        self._start: int | None = None
+        if prompt_length is not None and (not isinstance(prompt_length, int) or prompt_length < 1):
+            raise ValueError(f"prompt_length must be a positive integer, got {prompt_length!r}")
+        self.prompt_length = prompt_length
+        self._run: tuple[int, int, int] | None = None  # (start, last length, batch size) of the current run
 
     @property
     def length(self) -> int:
@@ -192,10 +191,28 @@ class _StructureLogitsProcessor(LogitsProcessor):
     def allowed(self, j: int) -> str:
         raise NotImplementedError
 
+    def _start(self, input_ids: torch.LongTensor) -> int:
+        batch, length = input_ids.shape
+        if self.prompt_length is not None:
+            start = self.prompt_length
+            if length < start:
+                raise ValueError(f"the ids ({length} tokens) are shorter than prompt_length={start}")
+        elif self._run is not None and (length, batch) == (self._run[1] + 1, self._run[2]):
+            start = self._run[0]
+        else:
+            start = length
+        if length == start:
+            last = input_ids[:, -1]
+            if bool((last != SEP_ID).any()):
+                raise ValueError(
+                    f"{type(self).__name__}: the prompt must end a block (its last token the separator id "
+                    f"{SEP_ID}, e.g. a caption encoded by the tokenizer); got last tokens {last.tolist()}"
+                )
+        self._run = (start, length, batch)
+        return start
+
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if self._start is None:
-            self._start = input_ids.shape[1]
-        j = input_ids.shape[1] - self._start
+        j = input_ids.shape[1] - self._start(input_ids)
         if j >= self.length:
             return scores
         mask = self._masks[self.allowed(j)].to(scores.device)
@@ -210,15 +227,17 @@ class ImageGridLogitsProcessor(_StructureLogitsProcessor):
     """Forces ``frames`` frames of ``height`` rows × ``width`` colours right after the prompt.
 
     Inside a row only colours are allowed; column ``width`` holds the row separator (id 1), or on a
-    frame's last row the frame separator (id 2). The prompt should end where an image may start
-    (e.g. a text terminated by id 2). After the structure the processor lets every token through.
+    frame's last row the frame separator (id 2). The prompt must end a block (id 2, e.g. a text
+    encoded by the tokenizer). After the structure the processor lets every token through.
     """
 
-    def __init__(self, token_classes: np.ndarray, height: int, width: int, frames: int = 1) -> None:
+    def __init__(
+        self, token_classes: np.ndarray, height: int, width: int, frames: int = 1, prompt_length: int | None = None
+    ) -> None:
         for name, value in (("height", height), ("width", width), ("frames", frames)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        super().__init__(token_classes)
+        super().__init__(token_classes, prompt_length)
         self.height, self.width, self.frames = height, width, frames
 
     @property
@@ -235,13 +254,15 @@ class ImageGridLogitsProcessor(_StructureLogitsProcessor):
 
 class AudioLogitsProcessor(_StructureLogitsProcessor):
     """Forces ``num_steps`` time steps of ``channels`` levels, then the terminator frame
-    (``[1]`` mono, ``[1, 2, …]`` otherwise), right after the prompt."""
+    (``[1]`` mono, ``[1, 2, …]`` otherwise), right after a prompt that ends a block (id 2)."""
 
-    def __init__(self, token_classes: np.ndarray, num_steps: int, channels: int = 2) -> None:
+    def __init__(
+        self, token_classes: np.ndarray, num_steps: int, channels: int = 2, prompt_length: int | None = None
+    ) -> None:
         for name, value in (("num_steps", num_steps), ("channels", channels)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        super().__init__(token_classes)
+        super().__init__(token_classes, prompt_length)
         self.num_steps, self.channels = num_steps, channels
 
     @property
@@ -278,6 +299,7 @@ def _prepare_prompts(tokenizer: Any, prompt: Any, device: torch.device) -> tuple
 def _generate_structured(model: Any, tokenizer: Any, prompt: Any, processor: _StructureLogitsProcessor, **kwargs: Any):
     model.config.check_tokenizer(tokenizer)
     input_ids, attention_mask = _prepare_prompts(tokenizer, prompt, model.device)
+    processor.prompt_length = input_ids.shape[1]
     processors = LogitsProcessorList([processor, *kwargs.pop("logits_processor", [])])
     kwargs.setdefault("max_new_tokens", processor.length)
     if kwargs["max_new_tokens"] < processor.length:
@@ -309,3 +331,72 @@ def generate_audio(model: Any, tokenizer: Any, prompt: Any, num_steps: int, **ge
     """Generate ``num_steps`` audio / action time steps (plus terminators) after ``prompt``."""
     processor = AudioLogitsProcessor(tokenizer.token_classes, num_steps, tokenizer.audio_channels)
     return _generate_structured(model, tokenizer, prompt, processor, **generate_kwargs)
+
+
+@torch.no_grad()
+def infill(
+    model: Any,
+    input_ids: torch.LongTensor,
+    fill_mask: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    num_steps: int | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.LongTensor:
+    """Fill the ``fill_mask`` positions of ``input_ids`` with an ``objective="diffusion"`` model (batched).
+
+    The tokens at the filled positions are placeholders whose CLASS is kept (a sprite pixel stays a colour, an
+    audio sample a level), so the layout of the stream never changes; their values are never read. Every position
+    outside ``fill_mask`` is returned unchanged, and predictions are restricted to the placeholder's class.
+
+    * ``masked``: unmasking runs over ``num_steps`` (default ``config.num_diffusion_steps``) steps, the most
+      confident predictions first.
+    * ``embedding_noise`` (the original sampler, greedy): ``num_steps + 1`` passes with t = num_steps … 0,
+      α = 1 - t/num_steps going from pure noise to clean; each pass noises every context slot of the filled tokens
+      and rewrites all of them. ``generator`` draws the noise (default: one seeded by the inputs).
+    """
+    config = model.config
+    if config.objective != "diffusion":
+        raise ValueError("infill() needs an objective='diffusion' model")
+    model._check_inputs(input_ids, None)
+    steps = config.num_diffusion_steps if num_steps is None else int(num_steps)
+    if steps < 1:
+        raise ValueError(f"num_steps must be >= 1, got {steps}")
+    remaining = fill_mask.bool().to(input_ids.device)
+    if remaining.shape != input_ids.shape:
+        raise ValueError(f"fill_mask must have shape {tuple(input_ids.shape)}, got {tuple(fill_mask.shape)}")
+    token_classes = model.embeddings.token_classes
+    if bool((remaining & ~content_positions(token_classes, input_ids, attention_mask)).any()):
+        raise ValueError("only content positions (bytes, colours, levels) can be filled; never PAD/ROW/SEP")
+    classes = torch.as_tensor(token_classes, device=input_ids.device)
+    allowed = classes[input_ids].unsqueeze(-1) == classes  # (B, L, V): the placeholder's class
+    ids = input_ids.clone()
+    if config.diffusion_scheme == "embedding_noise":
+        if not bool(remaining.any()):
+            return ids
+        if generator is None:
+            generator = model.lm_head.rng(input_ids)
+        n = config.num_diffusion_steps
+        for t in range(steps, -1, -1):
+            logits = model(
+                input_ids=ids, attention_mask=attention_mask, diffusion_mask=remaining,
+                diffusion_step=t * n / steps, diffusion_generator=generator,
+            ).logits  # fmt: skip
+            prediction = logits.float().masked_fill(~allowed, float("-inf")).argmax(-1)
+            ids = torch.where(remaining, prediction, ids)
+        return ids
+    L = ids.shape[1]
+    for step in range(steps):
+        left = remaining.sum(1)  # (B,)
+        if not bool(left.any()):
+            break
+        logits = model(input_ids=ids, attention_mask=attention_mask, diffusion_mask=remaining).logits
+        probs = logits.float().masked_fill(~allowed, float("-inf")).softmax(-1)
+        confidence, prediction = probs.max(-1)  # (B, L)
+        confidence = confidence.masked_fill(~remaining, -1.0)
+        quota = torch.div(left + (steps - step) - 1, steps - step, rounding_mode="floor")  # ceil(left / steps left)
+        order = confidence.argsort(dim=1, descending=True)
+        rank = torch.empty_like(order).scatter_(1, order, torch.arange(L, device=ids.device).expand_as(order))
+        chosen = remaining & (rank < quota.unsqueeze(1))
+        ids = torch.where(chosen, prediction, ids)
+        remaining = remaining & ~chosen
+    return ids

@@ -10,7 +10,7 @@ Two original formats exist (DESIGN §9; their ``config.json`` carries no ``model
   ===============================================  =============================================
   original                                         pixelbytes
   ===============================================  =============================================
-  ``embedding.weight [V, E/6]``                    ``embedding.slot_embedding.weight``
+  ``embedding.weight [V, E/6]``                    ``embeddings.tokens.slot_embedding.weight``
   ``sequence_model.{w,b}_{ih,hh}_lK[_reverse]``    ``backbone.lstms.0.{…}``
   ``fc.weight [V·(6|1), H·dirs]``, ``fc.bias``     ``lm_head.weight``, ``lm_head.bias``
   objective predict / autoregressive / diffusion   ``next_token`` / ``context`` / ``diffusion``
@@ -440,7 +440,7 @@ def convert_apxby_state_dict(
     converted: dict[str, torch.Tensor] = {}
     for key, tensor in state_dict.items():
         if key == "embedding.weight":
-            new = "embedding.slot_embedding.weight"
+            new = "embeddings.tokens.slot_embedding.weight"
         elif key.startswith("sequence_model."):
             new = "backbone.lstms.0." + key.removeprefix("sequence_model.")
         else:  # fc.weight / fc.bias
@@ -591,6 +591,7 @@ def _v1_target_kwargs(architecture: str, s: dict[str, Any]) -> dict[str, Any]:
             "num_attention_heads": 4,
             "intermediate_size": 4 * width,
             "bidirectional": True,
+            "dropout": 0.1,  # the v1 TransformerEncoder's (it matters for fine-tuning only)
         }
     return kwargs
 
@@ -605,9 +606,9 @@ def v1_config_to_kwargs(config: dict[str, Any]) -> dict[str, Any]:
 def _v1_rename(architecture: str, s: dict[str, Any], key: str) -> str:
     """The ``PxBySequenceModel`` name of an original v1 parameter (the key was checked against the expected set)."""
     if key == "embedding.weight":  # centre embedding
-        return "embedding.token_embedding.weight"
+        return "embeddings.tokens.token_embedding.weight"
     if key.startswith("embedding."):  # PxByEmbed: WindowEmbedding keeps the original names
-        return key
+        return "embeddings.tokens." + key.removeprefix("embedding.")
     if architecture == "SimpleRNNModel":
         if key.startswith("_lstm."):  # first layer (bidirectional or not)
             return "backbone.lstms.0." + key.removeprefix("_lstm.")
@@ -641,8 +642,8 @@ def convert_v1_state_dict(
     ===============================================  =============================================
     original v1                                      pixelbytes
     ===============================================  =============================================
-    ``embedding.{alpha, linear_embedding, …}``       ``embedding.{…}`` (window3x3, same names)
-    ``embedding.weight`` (centre)                    ``embedding.token_embedding.weight``
+    ``embedding.{alpha, linear_embedding, …}``       ``embeddings.tokens.{…}`` (window3x3, same names)
+    ``embedding.weight`` (centre)                    ``embeddings.tokens.token_embedding.weight``
     ``_lstm.*`` / ``lstm.*_lK`` (bidirectional)      ``backbone.lstms.0.*`` / ``backbone.lstms.1.*_lK``
     ``_lstm.*_l0`` / ``lstm.*_lK`` (unidirectional)  ``backbone.lstms.0.*_l0`` / ``…_l{K+1}``
     ``_mamba.*`` / ``layers.K.*`` / ``norm.*``       ``backbone.mixers.0.*`` / ``mixers.{K+1}.*`` / ``backbone.norm.*``

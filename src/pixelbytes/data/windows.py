@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..embeddings_pixelbytes import caption_prefix
 from ..layout import NUM_POSITION_FIELDS, stream_grid_positions
 
 __all__ = ["PxByDataCollator", "PxByWindowDataset", "window_spans"]
@@ -70,6 +71,10 @@ class PxByWindowDataset(torch.utils.data.Dataset):
         position_layout: ``(token_classes, audio_channels)`` to add ``grid_positions`` (L, 4) to every window,
             derived on the whole sample then sliced (for models with ``grid_position_size > 0``); samples that
             already hold ``grid_positions`` are sliced as they are.
+        caption_memory_classes: the token classes, for models with a caption memory
+            (``model.caption_memory_classes()``): every window then carries ``caption_prefix_ids``, the tokens
+            before it that its caption memory depends on (:func:`~pixelbytes.embeddings_pixelbytes.caption_prefix`),
+            so a window that starts after the caption still sees it.
     """
 
     def __init__(
@@ -79,12 +84,14 @@ class PxByWindowDataset(torch.utils.data.Dataset):
         seq_length: int,
         stride: int,
         position_layout: tuple[np.ndarray, int] | None = None,
+        caption_memory_classes: np.ndarray | None = None,
     ) -> None:
         _check_window_args(seq_length, stride)
         if len(lengths) != len(samples):
             raise ValueError(f"got {len(lengths)} lengths for {len(samples)} samples")
         self.samples, self.seq_length, self.stride = samples, seq_length, stride
         self.position_layout = position_layout
+        self.caption_memory_classes = caption_memory_classes
         spans = [window_spans(int(n), seq_length, stride) for n in lengths]
         owners = [np.full(len(s), i, dtype=np.int64) for i, s in enumerate(spans)]
         self.index = np.concatenate(
@@ -113,13 +120,16 @@ class PxByWindowDataset(torch.utils.data.Dataset):
             else:
                 where = stream_grid_positions(ids, *self.position_layout)[1:]  # HF-aligned: next positions
             window["grid_positions"] = torch.from_numpy(where[start:end].copy())
+        if self.caption_memory_classes is not None:
+            window["caption_prefix_ids"] = torch.from_numpy(caption_prefix(ids, self.caption_memory_classes, start))
         return window
 
 
 @dataclass
 class PxByDataCollator:
     """Pads windows into a batch: ``input_ids`` (pad 0), ``context_ids`` (zero rows), ``labels`` (-100),
-    ``attention_mask`` and, when the windows carry them, ``grid_positions`` (zero rows); ``padding_side``
+    ``attention_mask`` and, when the windows carry them, ``grid_positions`` (zero rows) and ``caption_prefix_ids``
+    (left-padded with 0 to the longest prefix); ``padding_side``
     "right" (default) or "left". ``include_context_ids=False`` leaves the contexts out (masked-diffusion models
     derive them from the masked stream themselves)."""
 
@@ -158,6 +168,12 @@ class PxByDataCollator:
             batch["attention_mask"][row, span] = 1
             if with_positions:
                 batch["grid_positions"][row, span] = torch.as_tensor(feature["grid_positions"], dtype=torch.long)
+        if "caption_prefix_ids" in features[0]:
+            prefixes = [torch.as_tensor(f["caption_prefix_ids"], dtype=torch.long) for f in features]
+            batch["caption_prefix_ids"] = torch.zeros(B, max(len(p) for p in prefixes), dtype=torch.long)
+            for row, prefix in enumerate(prefixes):
+                if len(prefix):
+                    batch["caption_prefix_ids"][row, -len(prefix) :] = prefix
         if not self.include_context_ids:
             del batch["context_ids"]
         return batch
