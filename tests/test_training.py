@@ -169,6 +169,17 @@ def test_trainer_five_steps(folder_dataset, tmp_path, objective):
     assert reloaded.audio_stride == 8
 
 
+def test_trainer_with_gradient_checkpointing_and_caption_memory(folder_dataset, tmp_path):
+    """``--gradient_checkpointing`` works, and caption-memory windows carry their caption prefix."""
+    model_args = ModelArguments(caption_memory_buckets=32, **{**TINY_MODEL, "num_hidden_layers": 2})
+    data_args = DataArguments(dataset=str(folder_dataset), seq_length=32, stride=24, audio_stride=8,
+                              validation_fraction=0)  # fmt: skip
+    metrics = run_training(model_args, data_args, _args(tmp_path, gradient_checkpointing=True, eval_strategy="no"))
+    assert metrics["train_loss"] > 0
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["caption_memory_buckets"] == 32
+
+
 def test_resume_from_checkpoint_gives_the_same_steps(folder_dataset, tmp_path):
     model_args = ModelArguments(**TINY_MODEL)
     data_args = DataArguments(dataset=str(folder_dataset), seq_length=64, stride=48, audio_stride=8,

@@ -180,9 +180,11 @@ def build_window_datasets(
     data_args: DataArguments,
     tokenizer: ActionPixelBytesTokenizer,
     position_layout: tuple[np.ndarray, int] | None = None,
+    caption_memory_classes: np.ndarray | None = None,
 ) -> tuple[PxByWindowDataset, PxByWindowDataset | None]:
     """Tokenised train / validation window datasets for ``data_args.dataset`` (with ``grid_positions`` when
-    ``position_layout`` is given, see :class:`PxByWindowDataset`)."""
+    ``position_layout`` is given and ``caption_prefix_ids`` when ``caption_memory_classes`` are, see
+    :class:`PxByWindowDataset`)."""
     if data_args.dataset == "demo":
         from ..data.synthetic import demo_samples, make_demo_split
 
@@ -205,11 +207,12 @@ def build_window_datasets(
         store, lengths = _take(store, data_args.max_samples), lengths[: data_args.max_samples]
     train_idx, eval_idx = _split(len(lengths), data_args.validation_fraction, data_args.split_seed)
     train = PxByWindowDataset(_Subset(store, train_idx), [lengths[i] for i in train_idx], data_args.seq_length,
-                              data_args.stride, position_layout)  # fmt: skip
+                              data_args.stride, position_layout, caption_memory_classes)  # fmt: skip
     evaluation = None
     if len(eval_idx):
         evaluation = PxByWindowDataset(_Subset(store, eval_idx), [lengths[i] for i in eval_idx],
-                                       data_args.seq_length, data_args.stride, position_layout)  # fmt: skip
+                                       data_args.seq_length, data_args.stride, position_layout,
+                                       caption_memory_classes)  # fmt: skip
     logger.info("%d training windows, %d validation windows", len(train), len(evaluation or []))
     return train, evaluation
 
@@ -295,7 +298,9 @@ def run_training(
     tokenizer = make_tokenizer(model_args, data_args)
     set_seed(training_args.seed)  # the model's initial weights depend on it
     model = make_model(model_args, tokenizer)
-    train_dataset, eval_dataset = build_window_datasets(data_args, tokenizer, model.position_layout())
+    train_dataset, eval_dataset = build_window_datasets(
+        data_args, tokenizer, model.position_layout(), model.caption_memory_classes()
+    )
     if len(train_dataset) == 0:
         raise ValueError("no training windows: the dataset is empty after tokenisation")
     if eval_dataset is None and training_args.eval_strategy != "no":
