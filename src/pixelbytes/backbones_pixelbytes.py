@@ -601,7 +601,63 @@ def _mamba_config(config: PxByConfig, **overrides: Any) -> Any:
     )
 
 
-class MambaBackbone(PxByBackbone):
+class _StateSpaceStack(PxByBackbone):
+    """The loop shared by the Mamba stacks: input projection, then layer ``i`` (``_layer``, checkpointed when
+    enabled) after ``_between`` (from the second layer on), then ``_final``; per-layer conv / ssm states.
+
+    Padded positions are moved before each row's real tokens (zeroed there, they leave every state at zero), then
+    put back."""
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        state: States | None = None,
+        use_cache: bool = False,
+        output_hidden_states: bool = False,
+    ) -> BackboneOutput:
+        """``x (B, L, E)``; ``state`` = conv/ssm states of earlier positions."""
+        mask = _real_mask(attention_mask)
+        if mask is None:
+            out = self._stack(x, None, state, use_cache)
+            return BackboneOutput(out.hidden, out.state, out.layers if output_hidden_states else None)
+        order = _align(mask, real_first=False)
+        out = self._stack(_gather(x, order), mask.gather(1, order), state, use_cache)
+        layers = [_scatter_back(t, order, mask) for t in out.layers] if output_hidden_states else None
+        return BackboneOutput(_scatter_back(out.hidden, order, mask), out.state, layers)
+
+    def _stack(
+        self, x: torch.Tensor, mask: torch.Tensor | None, state: States | None, use_cache: bool
+    ) -> BackboneOutput:
+        x = self.input_proj(x)
+        mask = None if mask is None else mask.to(x.dtype)
+        convs, ssms, layers = [], [], []
+        for i in range(self.num_layers):
+            layer_state = (state["conv"][i], state["ssm"][i]) if state is not None else None
+            if i > 0:
+                x = self._between(x)
+            x, new_state = self._layer_call(self._layer, i, x, mask, layer_state, use_cache)
+            layers.append(x)
+            if use_cache:
+                convs.append(new_state[0])
+                ssms.append(new_state[1])
+        x = self._final(x)
+        layers[-1:] = [x]
+        return BackboneOutput(x, {"conv": convs, "ssm": ssms} if use_cache else None, layers)
+
+    def _between(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def _final(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def _layer(
+        self, i: int, x: torch.Tensor, mask: torch.Tensor | None, layer_state: Any, use_cache: bool
+    ) -> tuple[torch.Tensor, Any]:
+        raise NotImplementedError
+
+
+class MambaBackbone(_StateSpaceStack):
     """Input projection, ``transformers`` ``MambaBlock``s (``layers``; ``backward_layers`` for the time-flipped
     pass when bidirectional), final RMSNorm ``norm_f``."""
 
@@ -614,6 +670,7 @@ class MambaBackbone(PxByBackbone):
         self.use_mambapy = bool(config.use_mambapy)
         self.bidirectional = bool(config.bidirectional)
         self.causal = not self.bidirectional
+        self.num_layers = n
         self.input_proj = nn.Linear(E, H) if E != H else nn.Identity()
         self.layers = nn.ModuleList(MambaBlock(mamba_config, layer_idx=i) for i in range(n))
         if self.bidirectional:
@@ -636,39 +693,13 @@ class MambaBackbone(PxByBackbone):
             return block.mixer(h), None
         return mamba_mixer_forward(block.mixer, h, mask, state, self.use_mambapy)
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        state: States | None = None,
-        use_cache: bool = False,
-        output_hidden_states: bool = False,
-    ) -> BackboneOutput:
-        """``x (B, L, E)``; ``state`` = conv/ssm states of earlier positions. Padded positions are moved before
-        each row's real tokens (where they leave every state at zero), then back."""
-        return _pads_first(self._forward, x, attention_mask, state, use_cache, output_hidden_states)
+    def _final(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm_f(x)
 
-    def _forward(
-        self,
-        x: torch.Tensor,
-        mask: torch.Tensor | None,
-        state: States | None,
-        use_cache: bool,
-        output_hidden_states: bool,
-    ) -> BackboneOutput:
-        x = self.input_proj(x)
-        mask = None if mask is None else mask.to(x.dtype)
-        convs, ssms, layers = [], [], []
-        for i in range(len(self.layers)):
-            layer_state = (state["conv"][i], state["ssm"][i]) if state is not None else None
-            x, new_state = self._layer_call(self._block, i, x, mask, layer_state, use_cache)
-            layers.append(x)
-            if use_cache:
-                convs.append(new_state[0])
-                ssms.append(new_state[1])
-        x = self.norm_f(x)
-        layers[-1:] = [x]
-        return BackboneOutput(x, {"conv": convs, "ssm": ssms} if use_cache else None, layers)
+    def _layer(
+        self, i: int, x: torch.Tensor, mask: torch.Tensor | None, layer_state: Any, use_cache: bool
+    ) -> tuple[torch.Tensor, Any]:
+        return self._block(i, x, mask, layer_state, use_cache)
 
     def _block(
         self, i: int, x: torch.Tensor, mask: torch.Tensor | None, layer_state: Any, use_cache: bool
@@ -683,26 +714,6 @@ class MambaBackbone(PxByBackbone):
             )
             out = out + back.flip(1)
         return (residual + self.dropout(out)).to(x.dtype), new_state
-
-
-def _pads_first(
-    run: Any,
-    x: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    state: States | None,
-    use_cache: bool,
-    output_hidden_states: bool,
-) -> BackboneOutput:
-    """Run a state-space stack ``run(x, mask, state, use_cache, output_hidden_states)`` with every row's padded
-    positions moved before its real tokens (zeroed there, they leave the states at zero), then put back."""
-    mask = _real_mask(attention_mask)
-    if mask is None:
-        out = run(x, None, state, use_cache, output_hidden_states)
-        return BackboneOutput(out.hidden, out.state, out.layers if output_hidden_states else None)
-    order = _align(mask, real_first=False)
-    out = run(_gather(x, order), mask.gather(1, order), state, use_cache, output_hidden_states)
-    layers = [_scatter_back(t, order, mask) for t in out.layers] if output_hidden_states else None
-    return BackboneOutput(_scatter_back(out.hidden, order, mask), out.state, layers)
 
 
 def _run_mixer(
@@ -721,7 +732,7 @@ def _run_mixer(
     return mamba_mixer_forward(mixer, x, mask, state, use_mambapy)
 
 
-class V1MambaBackbone(PxByBackbone):
+class V1MambaBackbone(_StateSpaceStack):
     """``mamba_style="v1"``: the v1 ``bMamba`` body (reference inventory §3.2, DESIGN §6).
 
     ``mixers.0`` = the original ``_mamba``, ``mixers.k`` = ``layers.{k-1}``; each is a mamba_ssm ``Mamba``
@@ -744,6 +755,7 @@ class V1MambaBackbone(PxByBackbone):
         self.mixers = nn.ModuleList(MambaMixer(mamba_config, layer_idx=i) for i in range(n))
         self.norm = nn.LayerNorm(H) if self.bidirectional else None
         self.causal = not self.bidirectional
+        self.num_layers = n
         self.dropout = nn.Dropout(config.dropout)
         #: as :class:`MambaBackbone`: ``MambaMixer.forward`` itself for uncached, unpadded CUDA forwards only
         self.use_transformers_mixer_on_cuda = True
@@ -760,29 +772,15 @@ class V1MambaBackbone(PxByBackbone):
         are handled as in :class:`MambaBackbone`."""
         if self.bidirectional and (state is not None or use_cache):
             raise ValueError("the bidirectional v1 Mamba re-encodes its window: it has no cache")
-        return _pads_first(self._forward, x, attention_mask, state, use_cache, output_hidden_states)
+        return super().forward(x, attention_mask, state, use_cache, output_hidden_states)
 
-    def _forward(
-        self,
-        x: torch.Tensor,
-        mask: torch.Tensor | None,
-        state: States | None,
-        use_cache: bool,
-        output_hidden_states: bool,
-    ) -> BackboneOutput:
-        x = self.input_proj(x)
-        mask = None if mask is None else mask.to(x.dtype)
-        convs, ssms, layers = [], [], []
-        for i in range(len(self.mixers)):
-            layer_state = (state["conv"][i], state["ssm"][i]) if state is not None else None
-            if i > 0:
-                x = self.dropout(x)
-            x, new_state = self._layer_call(self._mixer_layer, i, x, mask, layer_state, use_cache)
-            layers.append(x)
-            if use_cache:
-                convs.append(new_state[0])
-                ssms.append(new_state[1])
-        return BackboneOutput(x, {"conv": convs, "ssm": ssms} if use_cache else None, layers)
+    def _between(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(x)
+
+    def _layer(
+        self, i: int, x: torch.Tensor, mask: torch.Tensor | None, layer_state: Any, use_cache: bool
+    ) -> tuple[torch.Tensor, Any]:
+        return self._mixer_layer(i, x, mask, layer_state, use_cache)
 
     def _mixer_layer(
         self, i: int, x: torch.Tensor, mask: torch.Tensor | None, layer_state: Any, use_cache: bool
