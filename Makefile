@@ -27,3 +27,4 @@ bench: $(STAMP)
 	$(PYTHON) benchmarks/bench_generate.py
 	$(PYTHON) benchmarks/bench_train.py
 	$(PYTHON) benchmarks/bench_backbones.py
+	$(PYTHON) benchmarks/bench_limits.py
