@@ -34,6 +34,7 @@ from .backbones_pixelbytes import build_backbone, init_mamba_mixer
 from .configuration_pixelbytes import PxByConfig
 from .embeddings_pixelbytes import CaptionMemory, PxByInputEmbedder, WindowEmbedding
 from .generation_pixelbytes import CACHE_NAME, PxByCache, infill, resolve_cache_argument
+from .graphs_pixelbytes import CapturedTokenStep, graph_step_supported
 from .layout import NUM_POSITION_FIELDS, batch_context_ids
 from .objectives_pixelbytes import PxByObjective, build_objective
 from .vocabulary import PxByVocabulary
@@ -138,6 +139,11 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         self.lm_head: PxByObjective = build_objective(config)
         self.loss_type = "ForCausalLM"
         self._is_causal, self._diffusion = config.is_causal, config.objective == "diffusion"
+        #: replay cached one-token steps as a CUDA graph on GPUs (where :func:`graph_step_supported`); a runtime
+        #: switch, not saved: False gives the eager kernels (the reference the graph is tested against)
+        self.use_cuda_graphs = True
+        self._graph_step_supported = graph_step_supported(self)
+        self._captured_steps: dict[int, CapturedTokenStep] = {}
         self.post_init()
 
     @classmethod
@@ -390,16 +396,29 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
 
     def _token_step(self, input_ids: torch.LongTensor, cache: PxByCache, use_cache: bool) -> PxByModelOutput:
         """One generated token per row: embedder ``step`` → backbone ``step`` → head, with none of the generic
-        path's checks or branching (it runs once per generated token)."""
+        path's checks or branching (it runs once per generated token). On CUDA, without autograd, the models
+        :func:`~pixelbytes.graphs_pixelbytes.graph_step_supported` covers replay it as one CUDA graph."""
         ids = [row[0] for row in input_ids.tolist()]  # (B, 1) → B ids, without a slicing op
-        x = self.embeddings.step(ids, cache)  # (B, E)
-        hidden, state = self.backbone.step(x, cache.states)  # (B, H)
+        if input_ids.is_cuda and self.use_cuda_graphs and self._graph_step_supported and not torch.is_grad_enabled():
+            cache.tracker.push(ids)
+            out, state = self._captured_step(len(ids))(cache.tracker.contexts(), cache.states)  # (B, V or 6V)
+            logits, context_logits = self.lm_head.split(out.unsqueeze(1))
+        else:
+            x = self.embeddings.step(ids, cache)  # (B, E)
+            hidden, state = self.backbone.step(x, cache.states)  # (B, H)
+            logits, context_logits = self.lm_head.scores(hidden.unsqueeze(1))  # (B, 1, V), (B, 1, 6, V) or None
         cache.states.update(state)
         cache.seen_tokens += 1
-        logits, context_logits = self.lm_head.scores(hidden.unsqueeze(1))  # (B, 1, V), (B, 1, 6, V) or None
         return PxByModelOutput.for_token_step(
             logits=logits, context_logits=context_logits, **{CACHE_NAME: cache if use_cache else None}
         )
+
+    def _captured_step(self, batch_size: int) -> CapturedTokenStep:
+        """The CUDA-graph token step for this batch size, (re)captured when missing or when weights changed."""
+        captured = self._captured_steps.get(batch_size)
+        if captured is None or not captured.is_current():
+            captured = self._captured_steps[batch_size] = CapturedTokenStep(self, batch_size)
+        return captured
 
     # ------------------------------------------------------------------------------------------ generation
     def infill(self, input_ids: torch.LongTensor, fill_mask: torch.Tensor, **kwargs: Any) -> torch.LongTensor:

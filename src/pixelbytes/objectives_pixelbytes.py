@@ -115,7 +115,10 @@ class PxByObjective(nn.Linear):
 
     def scores(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``logits (B, L, V)`` and ``context_logits (B, L, 6, V)`` (6-slot heads) or None."""
-        out = super().forward(hidden)  # (B, L, V or 6V)
+        return self.split(super().forward(hidden))
+
+    def split(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The head's raw output ``(…, V or 6V)`` → ``logits (…, V)`` and ``context_logits (…, 6, V)`` or None."""
         if self.out_features == self.vocab_size:
             return out, None
         context_logits = out.view(*out.shape[:-1], NUM_CONTEXT_SLOTS, self.vocab_size)  # (B, L, 6, V)

@@ -46,6 +46,7 @@ REMOTE_CODE_MODULES = (
     "embeddings_pixelbytes",
     "backbones_pixelbytes",
     "objectives_pixelbytes",
+    "graphs_pixelbytes",
     "tokenization_pixelbytes",
     "vocabulary",
     "codecs",
