@@ -1,0 +1,169 @@
+"""pixelbytes.control (issue #15): filters, plants, controllers, datasets, the model as a controller."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("scipy")
+
+from pixelbytes.control import (
+    LQG,
+    PID,
+    BangBang,
+    ClosedLoopDivergenceError,
+    LTIPlant,
+    UnstablePlantError,
+    episode_metrics,
+    gameboy_frequency_response,
+    gameboy_speaker,
+    random_plant,
+    run_closed_loop,
+    setpoint_schedule,
+    speaker_filter,
+    speaker_frequency_response,
+    speaker_transfer_function,
+    tune_pid,
+)
+
+
+def db(h):
+    return 20 * np.log10(np.abs(h))
+
+
+# ------------------------------------------------------------------------------------------------ filters
+def test_gameboy_bandpass_frequency_response():
+    centre = np.sqrt(100 * 3000)
+    assert abs(db(gameboy_frequency_response([centre]))[0]) < 0.01  # flat pass band
+    np.testing.assert_allclose(db(gameboy_frequency_response([100.0, 3000.0])), -3.0103, atol=1e-3)  # Butterworth edges
+    assert db(gameboy_frequency_response([20.0]))[0] < -50  # low stop band
+    assert db(gameboy_frequency_response([3900.0]))[0] < -50  # high stop band (near 4096 Hz Nyquist)
+
+
+def test_gameboy_speaker_keeps_the_band_and_removes_the_rest():
+    t = np.arange(16000) / 16000
+    mid = slice(4000, -4000)  # away from the FFT-resampling edges
+    for freq, low, high in ((548.0, 0.99, 1.01), (30.0, 0.0, 0.02), (5000.0, 0.0, 0.02)):
+        x = np.sin(2 * np.pi * freq * t)
+        y = gameboy_speaker(x, 16000, normalize=False)
+        assert y.shape == x.shape
+        assert low <= np.std(y[mid]) / np.std(x[mid]) <= high, freq
+    assert np.max(np.abs(gameboy_speaker(np.sin(2 * np.pi * 548 * t), 16000))) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="NaN"):
+        gameboy_speaker(np.array([0.0, np.nan, 1.0]), 16000)
+    with pytest.raises(ValueError, match="mono"):
+        gameboy_speaker(np.zeros((2, 100)), 16000)
+
+
+def test_second_order_speaker_model():
+    K, wn, zeta = 2.0, 50.0, 0.05
+    w = np.linspace(1, 200, 20000)
+    h = speaker_frequency_response(w, K, wn, zeta)
+    assert abs(speaker_frequency_response([0.0], K, wn, zeta)[0]) == pytest.approx(K)  # DC gain K
+    assert w[np.argmax(np.abs(h))] == pytest.approx(wn * np.sqrt(1 - 2 * zeta**2), abs=0.02)  # resonance ~ wn
+    assert abs(speaker_frequency_response([wn], K, wn, zeta)[0]) == pytest.approx(K / (2 * zeta))
+    assert abs(speaker_frequency_response([10 * wn], K, wn, zeta)[0]) < K / 90  # -40 dB/decade above wn
+    from scipy import signal
+
+    _, h_scipy = signal.freqresp(speaker_transfer_function(K, wn, zeta), w[::500])
+    np.testing.assert_allclose(h_scipy, h[::500], rtol=1e-10)
+    x = np.sin(wn * np.arange(16000) / 8000)  # a resonant sine through the discretised filter
+    assert np.max(np.abs(speaker_filter(x, 8000, K, wn, zeta)[8000:])) == pytest.approx(K / (2 * zeta), rel=0.02)
+    with pytest.raises(ValueError, match="zeta > 0"):
+        speaker_transfer_function(1.0, 10.0, -0.1)
+
+
+# ------------------------------------------------------------------------------------------------ plants
+def test_first_order_step_response_matches_closed_form():
+    K, tau, dt = 2.0, 3.0, 0.5
+    plant = LTIPlant.from_transfer_function([K], [tau, 1.0], dt=dt)
+    t = np.arange(41) * dt
+    np.testing.assert_allclose(plant.step_response(40), K * (1 - np.exp(-t / tau)), atol=1e-12)
+    delayed = LTIPlant.from_transfer_function([K], [tau, 1.0], dt=dt, delay=3)
+    np.testing.assert_allclose(delayed.step_response(40)[3:], plant.step_response(37), atol=1e-12)
+    assert np.all(delayed.step_response(40)[:4] == 0)
+
+
+def test_second_order_step_response_matches_closed_form():
+    K, wn, zeta, dt = 1.5, 2.0, 0.3, 0.1
+    plant = LTIPlant.from_transfer_function([K * wn**2], [1.0, 2 * zeta * wn, wn**2], dt=dt)
+    t = np.arange(101) * dt
+    wd = wn * np.sqrt(1 - zeta**2)
+    closed = K * (1 - np.exp(-zeta * wn * t) / np.sqrt(1 - zeta**2) * np.sin(wd * t + np.arccos(zeta)))
+    np.testing.assert_allclose(plant.step_response(100), closed, atol=1e-10)
+    assert plant.dc_gain == pytest.approx(K)
+
+
+def test_transfer_function_is_right_for_higher_orders():
+    """The original's -tr(A^k)/k denominator was wrong for order > 1; ss2tf gives the characteristic polynomial."""
+    rng = np.random.default_rng(3)
+    for order in range(1, 6):
+        plant = random_plant(order, rng, max_delay=5, max_noise=0.1)
+        num, den = plant.transfer_function()
+        np.testing.assert_allclose(den, np.poly(plant.eigenvalues).real, rtol=1e-8, atol=1e-10)
+        assert np.all((plant.eigenvalues.real >= -5) & (plant.eigenvalues.real <= -0.1))
+        assert np.polyval(num, 0) / np.polyval(den, 0) == pytest.approx(plant.dc_gain)
+        assert 0.7 <= plant.dc_gain <= 1.4 and 0 <= plant.delay <= 5 and 0 <= plant.noise_std <= 0.1
+        assert plant.step_response(400)[-1] == pytest.approx(plant.dc_gain, rel=1e-3)
+        assert LTIPlant.from_dict(plant.to_dict()).step_response(30) == pytest.approx(plant.step_response(30))
+
+
+def test_unstable_plants_are_refused():
+    unstable = LTIPlant.from_transfer_function([1.0], [1.0, -0.5], name="runaway")
+    assert not unstable.is_stable
+    with pytest.raises(UnstablePlantError, match="runaway: a stable plant is required"):
+        tune_pid(unstable)
+    with pytest.raises(UnstablePlantError):
+        LQG(unstable)
+    with pytest.raises(UnstablePlantError):
+        run_closed_loop(unstable, BangBang(), np.full(10, 0.5))
+    with pytest.raises(UnstablePlantError, match="strictly negative"):
+        random_plant(2, np.random.default_rng(0), eig_range=(-1.0, 0.5))
+
+
+# ------------------------------------------------------------------------------------------------ controllers / loop
+def test_controllers_follow_a_setpoint_schedule():
+    rng = np.random.default_rng(0)
+    r = setpoint_schedule(200, [0.5, -0.3])
+    for order in (1, 3, 5):
+        plant = random_plant(order, rng, max_delay=2)
+        results, finals = {}, {}
+        for controller in (BangBang(seed=1), tune_pid(plant), LQG(plant)):
+            traj = run_closed_loop(plant, controller, r)
+            results[controller.name], finals[controller.name] = episode_metrics(traj), traj.y_true[-1]
+            assert results[controller.name]["failed"] == 0 and np.all(np.abs(traj.u) <= 1.0)
+            assert traj.frames().shape == (2, 200)
+        for name in ("pid", "lqg"):  # the tuned controllers settle on both setpoints; bang-bang chatters
+            assert abs(r[-1] - finals[name]) < 0.02
+            assert results[name]["iae"] < results["bang-bang"]["iae"]
+
+
+def test_pid_first_order_loop_closed_form():
+    """A P controller on K/(tau s + 1): the discrete closed loop settles at K kp r / (1 + K kp)."""
+    plant = LTIPlant.from_transfer_function([1.0], [2.0, 1.0], dt=0.5)
+    traj = run_closed_loop(plant, PID(kp=2.0, ki=0.0, kd=0.0, dt=0.5, u_max=10), np.full(80, 0.6), u_max=10)
+    assert traj.y_true[-1] == pytest.approx(2.0 * 0.6 / 3.0, rel=1e-6)
+
+
+def test_metrics_and_bad_input():
+    plant = LTIPlant.from_transfer_function([1.0], [1.0, 1.0], dt=0.5)
+    traj = run_closed_loop(plant, PID(kp=0.0, ki=1.0, kd=0.0, dt=0.5), setpoint_schedule(100, [0.5]))
+    m = episode_metrics(traj)
+    assert m["failed"] == 0 and m["iae"] > 0 and m["ise"] < m["iae"] and m["effort"] > 0
+    assert 0 < m["settling_time"] < 50
+    with pytest.raises(ValueError, match="outside the normalised range"):
+        setpoint_schedule(100, [0.5, 1.2])
+    with pytest.raises(ValueError, match="outside the normalised range"):
+        run_closed_loop(plant, BangBang(), np.full(10, -1.5))
+
+    class Broken(BangBang):
+        def __call__(self, y, preview):
+            return float("nan")
+
+    with pytest.raises(ClosedLoopDivergenceError, match="non-finite action"):
+        run_closed_loop(plant, Broken(), np.full(10, 0.5))
+    wild = PID(kp=-50.0, ki=0.0, kd=0.0, dt=0.5, u_max=1e6)  # positive feedback: the loop diverges
+    with pytest.raises(ClosedLoopDivergenceError, match="diverged"):
+        run_closed_loop(plant, wild, np.full(200, 0.5), u_max=1e6, raise_on_divergence=True)
+    traj = run_closed_loop(plant, wild, np.full(200, 0.5), u_max=1e6)
+    assert traj.diverged and episode_metrics(traj)["failed"] == 1.0
