@@ -11,8 +11,11 @@ from .codecs import decode_stream, encode_audio, encode_image, encode_text, save
 from .configuration_pixelbytes import PxByConfig
 from .generation_pixelbytes import (
     AudioLogitsProcessor,
+    BlockEndStoppingCriteria,
     ImageGridLogitsProcessor,
     PxByCache,
+    PxByIteratorStreamer,
+    PxByStreamer,
     generate_audio,
     generate_image,
 )
@@ -32,13 +35,16 @@ __all__ = [
     "ActionPixelBytesTokenizer",
     "AudioLogitsProcessor",
     "BatchLayoutTracker",
+    "BlockEndStoppingCriteria",
     "ImageGridLogitsProcessor",
     "LayoutTracker",
     "MultimodalOutput",
     "PxByCache",
     "PxByConfig",
+    "PxByIteratorStreamer",
     "PxByModelOutput",
     "PxBySequenceModel",
+    "PxByStreamer",
     "PxByVocabulary",
     "__version__",
     "batch_context_ids",

@@ -16,25 +16,37 @@ PixelBytes models accept both names as inputs and put their cache in their outpu
 
 from __future__ import annotations
 
+import codecs as codecs_module
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from queue import Queue
 from typing import Any
 
 import numpy as np
 import torch
 import transformers
 from packaging import version
-from transformers import GenerationMixin, LogitsProcessor, LogitsProcessorList
+from transformers import GenerationMixin, LogitsProcessor, LogitsProcessorList, StoppingCriteria
+from transformers.generation.streamers import BaseStreamer
 
-from .layout import BatchLayoutTracker
+from .layout import AUDIO, FRESH, IMAGE, KIND_NAMES, KIND_OF_CLASS, TEXT, BatchLayoutTracker, LayoutTracker
 from .objectives_pixelbytes import content_positions
-from .vocabulary import COLOUR, LEVEL, ROW_ID, SEP_ID
+from .vocabulary import BYTE, COLOUR, LEVEL, PAD_ID, ROW, ROW_ID, SEP, SEP_ID
 
 __all__ = [
     "CACHE_NAME",
+    "AudioChunk",
     "AudioLogitsProcessor",
+    "BlockEnd",
+    "BlockEndStoppingCriteria",
     "ImageGridLogitsProcessor",
     "PxByCache",
+    "PxByIteratorStreamer",
+    "PxByStreamer",
+    "SpriteFrame",
+    "SpriteRow",
+    "TextChunk",
     "generate_audio",
     "generate_image",
     "infill",
@@ -400,3 +412,502 @@ def infill(
         ids = torch.where(chosen, prediction, ids)
         remaining = remaining & ~chosen
     return ids
+
+
+# --------------------------------------------------------------------------------------------------
+# Streaming: typed events as generate() produces them
+# --------------------------------------------------------------------------------------------------
+def _lands_in_new_block(tracker: LayoutTracker, cls: int) -> bool:
+    """Whether a token of class ``cls`` pushed into ``tracker`` now opens a new block (DESIGN §5)."""
+    kind = tracker.kind
+    return kind == FRESH or (
+        kind == IMAGE and tracker.r == 0 and tracker.c == 0 and tracker.t > 0 and cls in (BYTE, LEVEL)
+    )
+
+
+@dataclass
+class TextChunk:
+    """Newly decoded text. The chunks of a stream joined give ``decode_multimodal(...).text`` (text blocks are
+    joined by a ``"\\n"`` that starts the first chunk of every non-empty text block after the first)."""
+
+    text: str
+    block: int
+
+
+@dataclass
+class SpriteRow:
+    """A completed sprite row: ``pixels`` ``(W, 3)`` uint8 RGB (cells that hold no colour are black, as in
+    :func:`~pixelbytes.codecs.decode_stream`). ``partial`` marks a row cut by the end of generation."""
+
+    pixels: np.ndarray
+    frame: int
+    row: int
+    block: int
+    partial: bool = False
+
+    @property
+    def image(self) -> Any:
+        """The row as a ``W × 1`` RGB PIL image."""
+        from PIL import Image
+
+        return Image.fromarray(self.pixels[None], "RGB")
+
+
+@dataclass
+class SpriteFrame:
+    """A completed frame: ``pixels`` ``(H, W, 3)`` uint8 RGB (ragged rows padded with black).
+    ``partial`` marks a frame cut by the end of generation."""
+
+    pixels: np.ndarray
+    frame: int
+    block: int
+    partial: bool = False
+
+    @property
+    def image(self) -> Any:
+        """The frame as an RGB PIL image."""
+        from PIL import Image
+
+        return Image.fromarray(self.pixels, "RGB")
+
+
+@dataclass
+class AudioChunk:
+    """``samples`` ``(C, n)`` float32 in [-1, 1] at ``sampling_rate``: time steps ``start .. start + n`` of the
+    clip ``block``. The chunks of a clip concatenated along the last axis give the decoded clip."""
+
+    samples: np.ndarray
+    sampling_rate: int
+    start: int
+    block: int
+
+
+@dataclass
+class BlockEnd:
+    """A block (``kind`` ``"text"`` / ``"image"`` / ``"audio"``) is over: closed by the layout, or (``partial``)
+    cut by the end of generation."""
+
+    kind: str
+    block: int
+    partial: bool = False
+
+
+StreamEvent = TextChunk | SpriteRow | SpriteFrame | AudioChunk | BlockEnd
+
+
+class PxByStreamer(BaseStreamer):
+    """A ``generate()`` streamer that turns tokens into typed events as they arrive (DESIGN §7).
+
+    Events: :class:`TextChunk` (decoded text), :class:`SpriteRow` (each completed sprite row),
+    :class:`SpriteFrame` (each completed frame), :class:`AudioChunk` (``(C, n)`` float samples every
+    ``audio_chunk_steps`` time steps and at the end of a clip) and :class:`BlockEnd`. A per-stream
+    :class:`~pixelbytes.layout.LayoutTracker` says where each token lands, so a row closes at its row separator,
+    a frame at its frame separator and a clip at its terminator frame.
+
+    For a rectangular sprite (what :func:`generate_image` produces) the rows received equal the decoded sprite's
+    rows in order and the frames equal its frames; audio chunks concatenate to the decoded clip and text chunks
+    join to the decoded text. (A free-running model can write ragged rows: those are streamed at their own width,
+    while the final decode pads every frame of a block to the block's widest row.)
+
+    Works with ``model.generate(..., streamer=s)``, :func:`generate_image` and :func:`generate_audio` (pass
+    ``streamer=``), batch size 1 only (a ``ValueError`` otherwise; beam search does not stream).
+
+    Args:
+        tokenizer: an :class:`~pixelbytes.tokenization_pixelbytes.ActionPixelBytesTokenizer` (its vocabulary
+            tables, ``audio_channels`` and sampling rate).
+        skip_prompt: emit nothing for the prompt (the first ``put``); the prompt still sets the layout state, so a
+            row begun in the prompt and finished by the model is streamed whole.
+        audio_chunk_steps: time steps per :class:`AudioChunk` (the last chunk of a clip may be shorter).
+        callback: called with every event; without it, events are appended to :attr:`events`.
+    """
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        skip_prompt: bool = True,
+        audio_chunk_steps: int = 256,
+        callback: Callable[[StreamEvent], None] | None = None,
+    ) -> None:
+        if not isinstance(audio_chunk_steps, int) or audio_chunk_steps < 1:
+            raise ValueError(f"audio_chunk_steps must be a positive integer, got {audio_chunk_steps!r}")
+        vocab = tokenizer.vocabulary
+        self.skip_prompt = skip_prompt
+        self.audio_chunk_steps = audio_chunk_steps
+        self.callback = callback
+        self.sampling_rate = max(1, int(tokenizer.sampling_rate) // int(tokenizer.audio_stride))
+        self._classes = np.asarray(tokenizer.token_classes)
+        self._channels = int(tokenizer.audio_channels)
+        self._byte_values = vocab.byte_values
+        self._palette = np.asarray(vocab.palette_array, dtype=np.uint8).reshape(-1, 3)
+        self._colour_offset = vocab.color_offset
+        self._levels = np.asarray(vocab.levels_array, dtype=np.float32)
+        self._level_offset = vocab.level_offset
+        #: events received so far when no ``callback`` is given
+        self.events: list[StreamEvent] = []
+        self._reset()
+
+    # ---------------------------------------------------------------- state
+    def _reset(self) -> None:
+        self._tracker = LayoutTracker(self._classes, self._channels)
+        self._started = False
+        self._emit = True
+        self._block = -1  # index of the current block among the streamed (emitting) blocks
+        self._kind = FRESH
+        self._any_text = False
+        self._text_decoder: Any = None
+        self._block_has_text = False
+        self._frame_rows: list[list[int]] = []
+        self._row: list[int] = []
+        self._frame_index = 0
+        self._audio_frame: list[int] = []
+        self._audio_buffer: list[np.ndarray] = []
+        self._audio_steps = 0
+
+    def on_event(self, event: StreamEvent) -> None:
+        """Receive one event (override, or give ``callback``)."""
+        if self.callback is not None:
+            self.callback(event)
+        else:
+            self.events.append(event)
+
+    def _send(self, event: StreamEvent) -> None:
+        if self._emit:
+            self.on_event(event)
+
+    # ---------------------------------------------------------------- BaseStreamer API
+    def put(self, value: Any) -> None:
+        """Receive the prompt ``(1, L)`` (first call), then each new token ``(1,)``."""
+        ids = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+        if not self._started:
+            if ids.ndim == 2 and ids.shape[0] != 1:
+                raise ValueError(
+                    f"{type(self).__name__} supports batch size 1 only, got {ids.shape[0]} rows "
+                    "(generate the prompts one by one, or decode the batch at the end)"
+                )
+            self._started = True
+            tokens = ids.reshape(-1)
+            first = np.flatnonzero(tokens != PAD_ID)  # left padding is not part of the stream
+            tokens = tokens[first[0] :] if len(first) else tokens[:0]
+            self._emit = not self.skip_prompt
+            for token in tokens.tolist():
+                self._push(int(token))
+            self._emit = True
+            return
+        if ids.size != 1:
+            raise ValueError(f"{type(self).__name__} supports batch size 1 only, got {ids.size} tokens per step")
+        self._push(int(ids.reshape(-1)[0]))
+
+    def end(self) -> None:
+        """Flush what the end of generation cut (a partial row / frame, buffered audio, undecoded text); the
+        streamer is then ready for another ``generate()`` call."""
+        self._close_block(partial=True)
+        self._reset_keep_events()
+
+    def _reset_keep_events(self) -> None:
+        events = self.events
+        self._reset()
+        self.events = events
+
+    # ---------------------------------------------------------------- token handling
+    def _push(self, token: int) -> None:
+        if not 0 <= token < len(self._classes):
+            raise ValueError(f"token id {token} is outside the vocabulary (size {len(self._classes)})")
+        cls = int(self._classes[token])
+        tracker = self._tracker
+        if _lands_in_new_block(tracker, cls):
+            self._close_block(partial=False)
+            self._open_block(KIND_OF_CLASS[cls])
+        tracker.push(token)
+        closes = tracker.kind == FRESH
+        if self._kind == TEXT:
+            self._text_token(token, cls)
+        elif self._kind == IMAGE:
+            self._image_token(token, cls)
+        else:
+            self._audio_token(token, cls)
+        if closes:
+            self._close_block(partial=False)
+
+    def _open_block(self, kind: int) -> None:
+        self._kind = kind
+        if self._emit:
+            self._block += 1
+        if kind == TEXT:
+            self._text_decoder = codecs_module.getincrementaldecoder("utf-8")(errors="replace")
+            self._block_has_text = False
+        elif kind == IMAGE:
+            self._frame_rows, self._row, self._frame_index = [], [], 0
+        else:
+            self._audio_frame, self._audio_buffer, self._audio_steps = [], [], 0
+
+    def _close_block(self, partial: bool) -> None:
+        kind = self._kind
+        if kind == FRESH:
+            return
+        if kind == TEXT:
+            self._text_out(self._text_decoder.decode(b"", final=True))
+        elif kind == IMAGE:
+            if self._row:
+                self._finish_row(partial=True)
+            if self._frame_rows:
+                self._finish_frame(partial=True)
+        else:
+            self._flush_audio()
+        self._send(BlockEnd(KIND_NAMES[kind], self._block, partial))
+        self._kind = FRESH
+
+    def _text_token(self, token: int, cls: int) -> None:
+        if cls == BYTE:
+            self._text_out(self._text_decoder.decode(bytes((self._byte_values[token],))))
+
+    def _text_out(self, text: str) -> None:
+        if not text:
+            return
+        if not self._block_has_text and self._any_text:
+            text = "\n" + text
+        self._block_has_text = True
+        if self._emit:
+            self._any_text = True
+        self._send(TextChunk(text, self._block))
+
+    def _image_token(self, token: int, cls: int) -> None:
+        if cls == ROW:
+            self._finish_row(partial=False)
+        elif cls == SEP:
+            if self._row:
+                self._finish_row(partial=False)
+            self._finish_frame(partial=False)
+        else:
+            self._row.append(token)
+
+    def _pixels(self, cells: list[int]) -> np.ndarray:
+        ids = np.asarray(cells, dtype=np.int64)
+        out = np.zeros((len(cells), 3), dtype=np.uint8)
+        colour = self._classes[ids] == COLOUR if len(cells) else np.zeros(0, dtype=bool)
+        out[colour] = self._palette[ids[colour] - self._colour_offset]
+        return out
+
+    def _finish_row(self, partial: bool) -> None:
+        row, self._row = self._row, []
+        self._frame_rows.append(row)
+        if row:
+            self._send(SpriteRow(self._pixels(row), self._frame_index, len(self._frame_rows) - 1, self._block, partial))
+
+    def _finish_frame(self, partial: bool) -> None:
+        rows, self._frame_rows = self._frame_rows, []
+        colour_rows = [i for i, row in enumerate(rows) if any(self._classes[t] == COLOUR for t in row)]
+        if not colour_rows:
+            return  # a frame without colours is not part of the decoded sprite either
+        height = colour_rows[-1] + 1
+        width = max(len(row) for row in rows[:height])
+        pixels = np.zeros((height, width, 3), dtype=np.uint8)
+        for r, row in enumerate(rows[:height]):
+            if row:
+                pixels[r, : len(row)] = self._pixels(row)
+        self._send(SpriteFrame(pixels, self._frame_index, self._block, partial))
+        self._frame_index += 1
+
+    def _audio_token(self, token: int, cls: int) -> None:
+        self._audio_frame.append(token)
+        if len(self._audio_frame) < self._channels:
+            return
+        frame, self._audio_frame = self._audio_frame, []
+        ids = np.asarray(frame, dtype=np.int64)
+        if (self._classes[ids] == LEVEL).all():  # terminator / malformed frames are not samples
+            self._audio_buffer.append(self._levels[ids - self._level_offset])
+            if len(self._audio_buffer) >= self.audio_chunk_steps:
+                self._flush_audio()
+
+    def _flush_audio(self) -> None:
+        if not self._audio_buffer:
+            return
+        samples = np.stack(self._audio_buffer, axis=1).astype(np.float32)  # (C, n)
+        self._audio_buffer = []
+        self._send(AudioChunk(samples, self.sampling_rate, self._audio_steps, self._block))
+        self._audio_steps += samples.shape[1]
+
+
+class PxByIteratorStreamer(PxByStreamer):
+    """:class:`PxByStreamer` whose events are read by iterating it, while ``generate()`` runs in another thread
+    (like ``transformers.TextIteratorStreamer``)::
+
+        streamer = PxByIteratorStreamer(tokenizer, timeout=30)
+        job = Thread(target=generate_image, args=(model, tokenizer, "a red heart", 8, 8), kwargs={"streamer": streamer})
+        job.start()
+        for event in streamer:
+            ...
+
+    Args:
+        timeout: seconds to wait for the next event before ``queue.Empty`` is raised (``None``: wait forever).
+        Other arguments as :class:`PxByStreamer`.
+    """
+
+    def __init__(
+        self, tokenizer: Any, skip_prompt: bool = True, audio_chunk_steps: int = 256, timeout: float | None = None
+    ) -> None:
+        super().__init__(tokenizer, skip_prompt=skip_prompt, audio_chunk_steps=audio_chunk_steps)
+        self.timeout = timeout
+        self.queue: Queue = Queue()
+        self._stop_signal = object()
+
+    def on_event(self, event: StreamEvent) -> None:
+        self.queue.put(event, timeout=self.timeout)
+
+    def end(self) -> None:
+        super().end()
+        self.queue.put(self._stop_signal, timeout=self.timeout)
+
+    def __iter__(self) -> PxByIteratorStreamer:
+        return self
+
+    def __next__(self) -> StreamEvent:
+        value = self.queue.get(timeout=self.timeout)
+        if value is self._stop_signal:
+            raise StopIteration
+        return value
+
+
+# --------------------------------------------------------------------------------------------------
+# Stopping at the end of a block
+# --------------------------------------------------------------------------------------------------
+BLOCK_KINDS = {"text": TEXT, "image": IMAGE, "audio": AUDIO}
+
+
+class BlockEndStoppingCriteria(StoppingCriteria):
+    """Stops each row once ``count`` blocks of the given ``kinds`` have ended in the generated tokens (DESIGN §5).
+
+    When a block ends:
+
+    * ``"text"``: at its separator (id 2), if it held at least one token before it (a caption);
+    * ``"audio"``: at its terminator frame (``[1, 2]`` stereo, ``[1]`` mono);
+    * ``"image"``: after ``image_frames`` frames (the frame separator of the last one) when ``image_frames`` is
+      given; otherwise when a frame separator is followed by a byte or a level (the next block starts). In that
+      case the row's last token already belongs to the next block: :attr:`end_positions` says where the image
+      ended, so the caller can cut it (``sequence[:end]``).
+
+    A block opened in the prompt and ended by the model counts. Each row stops on its own (``generate()`` keeps
+    finished rows finished); :attr:`end_positions` ``[b]`` is the length of row ``b`` right after the ``count``-th
+    block's last token (``None`` while it runs). Rows are followed across steps by their prefixes, so beam search
+    reordering is handled. Leading pad ids (left padding) are skipped.
+
+    Args:
+        token_classes: the vocabulary's token classes (``tokenizer.token_classes``).
+        audio_channels: frame width of audio blocks.
+        kinds: block kinds that count (``"image"``, ``"audio"``, ``"text"``).
+        count: blocks to wait for.
+        image_frames: frames after which an image block counts as ended (``None``: at the next non-image token).
+    """
+
+    def __init__(
+        self,
+        token_classes: np.ndarray,
+        audio_channels: int,
+        kinds: Sequence[str] | str = ("image", "audio", "text"),
+        count: int = 1,
+        image_frames: int | None = None,
+    ) -> None:
+        kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
+        unknown = [k for k in kinds if k not in BLOCK_KINDS]
+        if unknown or not kinds:
+            raise ValueError(f"kinds must be among {sorted(BLOCK_KINDS)}, got {list(kinds)!r}")
+        if not isinstance(count, int) or count < 1:
+            raise ValueError(f"count must be a positive integer, got {count!r}")
+        if image_frames is not None and (not isinstance(image_frames, int) or image_frames < 1):
+            raise ValueError(f"image_frames must be None or a positive integer, got {image_frames!r}")
+        self._classes = np.asarray(token_classes)
+        self._channels = int(audio_channels)
+        self.kinds = {BLOCK_KINDS[k] for k in kinds}
+        self.count = count
+        self.image_frames = image_frames
+        self._ids: torch.Tensor | None = None
+        self._rows: list[_RowEnds] = []
+
+    @property
+    def end_positions(self) -> list[int | None]:
+        """Per row: the length right after the ``count``-th counted block, or ``None``."""
+        return [row.end for row in self._rows]
+
+    def _new_row(self, ids: list[int]) -> _RowEnds:
+        row = _RowEnds(LayoutTracker(self._classes, self._channels), self)
+        start = next((i for i, t in enumerate(ids) if t != PAD_ID), len(ids))
+        row.offset = start
+        for token in ids[start:]:
+            row.tracker.push(token)
+            row.length += 1
+        frames = self.image_frames  # an image of the prompt that already has its frames is not counted again
+        row.image_counted = row.tracker.kind == IMAGE and frames is not None and row.tracker.t >= frames
+        return row
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
+        ids = input_ids.detach().cpu()
+        batch, length = ids.shape
+        previous = self._ids
+        if previous is not None and previous.shape[1] == length - 1 and bool((ids[:, :-1] == previous).all()):
+            rows = self._rows if previous.shape[0] == batch else None
+        else:
+            rows = None
+        if rows is None:
+            rows = []
+            if previous is not None and previous.shape[1] == length - 1:  # beam reordering: follow the prefixes
+                same = (ids[:, None, :-1] == previous[None]).all(-1)  # (B, B_prev)
+                for b in range(batch):
+                    parents = torch.nonzero(same[b]).flatten()
+                    rows.append(
+                        self._rows[int(parents[0])].clone() if len(parents) else self._new_row(ids[b, :-1].tolist())
+                    )
+            else:  # a new generate() run: everything but the last token is the prompt
+                rows = [self._new_row(ids[b, :-1].tolist()) for b in range(batch)]
+        for b, row in enumerate(rows):
+            row.push(int(ids[b, -1]))
+        self._rows, self._ids = rows, ids
+        return torch.tensor([row.end is not None for row in rows], dtype=torch.bool, device=input_ids.device)
+
+
+class _RowEnds:
+    """Per-row state of :class:`BlockEndStoppingCriteria`."""
+
+    __slots__ = ("criteria", "end", "ended", "image_counted", "length", "offset", "text_tokens", "tracker")
+
+    def __init__(self, tracker: LayoutTracker, criteria: BlockEndStoppingCriteria) -> None:
+        self.tracker, self.criteria = tracker, criteria
+        self.ended, self.end, self.length, self.offset = 0, None, 0, 0
+        self.image_counted, self.text_tokens = False, 0
+
+    def clone(self) -> _RowEnds:
+        new = _RowEnds(self.tracker.clone(), self.criteria)
+        new.ended, new.end, new.length, new.offset = self.ended, self.end, self.length, self.offset
+        new.image_counted, new.text_tokens = self.image_counted, self.text_tokens
+        return new
+
+    def _count(self, kind: int, end: int) -> None:
+        if self.end is None and kind in self.criteria.kinds:
+            self.ended += 1
+            if self.ended >= self.criteria.count:
+                self.end = end
+
+    def push(self, token: int) -> None:
+        criteria, tracker = self.criteria, self.tracker
+        if not 0 <= token < len(criteria._classes):
+            raise ValueError(f"token id {token} is outside the vocabulary (size {len(criteria._classes)})")
+        cls = int(criteria._classes[token])
+        position = self.offset + self.length  # index of this token in the row
+        if _lands_in_new_block(tracker, cls):
+            if tracker.kind == IMAGE and not self.image_counted:  # an image closed by the next block's first token
+                self._count(IMAGE, position)
+            landing = KIND_OF_CLASS[cls]
+            self.image_counted, self.text_tokens = False, 0
+        else:
+            landing = tracker.kind
+        tracker.push(token)
+        self.length += 1
+        if tracker.kind == FRESH:  # the block closed: a text at its SEP, an audio clip at its terminator frame
+            if landing == AUDIO or self.text_tokens > 0:
+                self._count(landing, position + 1)
+            self.text_tokens = 0
+        elif landing == TEXT:
+            self.text_tokens += 1
+        elif landing == IMAGE and cls == SEP and not self.image_counted:
+            frames = criteria.image_frames
+            if frames is not None and tracker.t >= frames:
+                self.image_counted = True
+                self._count(IMAGE, position + 1)
