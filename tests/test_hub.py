@@ -300,7 +300,7 @@ def test_push_model_uploads_model_tokenizer_and_card(tiny):
     (commit,) = api.commits
     assert set(commit["files"]) == {"README.md"} | MODEL_FILES | TOKENIZER_FILES
     card = ModelCard(commit["files"]["README.md"].decode())
-    assert card.data.pipeline_tag == "any-to-any" and card.data.datasets == ["me/data"]
+    assert card.data.pipeline_tag == "text-to-image" and card.data.datasets == ["me/data"]
     assert 'from_pretrained("me/pxby-tiny")' in card.text
     state = load(commit["files"]["model.safetensors"])
     for key, value in tiny[0].state_dict().items():
@@ -446,7 +446,7 @@ def test_card_metadata_gallery_training_and_metrics(tiny, saved, tmp_path):
     )
     card = ModelCard.load(directory / "README.md")
     data = card.data
-    assert data.pipeline_tag == "any-to-any" and data.library_name == "transformers" and data.license == "mit"
+    assert data.pipeline_tag == "text-to-image" and data.library_name == "transformers" and data.license == "mit"
     assert {"pixelbytes", "text-to-image", "text-to-audio", "custom_code"} <= set(data.tags)
     assert data.datasets == ["ffurfaro/PixelBytes-PokemonAll"]
     urls = [entry["output"]["url"] for entry in data.widget]
@@ -516,7 +516,7 @@ def test_cli_convert(tmp_path, monkeypatch, capsys):
     with torch.no_grad():
         got = model(input_ids=io["inputs"][..., 5], context_ids=io["inputs"]).context_logits
     torch.testing.assert_close(got, io["logits"], atol=1e-5, rtol=0)
-    assert ModelCard.load(out / "README.md").data.pipeline_tag == "any-to-any"
+    assert ModelCard.load(out / "README.md").data.pipeline_tag == "text-to-image"
     (commit,) = api.commits
     assert set(commit["files"]) == {"README.md"} | MODEL_FILES | TOKENIZER_FILES
 
@@ -573,7 +573,7 @@ def test_cli_card(saved, tmp_path, capsys):
     )
     assert args.func(args) == 0
     card = ModelCard.load(directory / "README.md")
-    assert card.data.pipeline_tag == "any-to-any" and card.data.datasets == ["me/data"]
+    assert card.data.pipeline_tag == "text-to-image" and card.data.datasets == ["me/data"]
     assert [r.metric_name for r in card.data.eval_results] == ["eval_loss"]
     assert card.data.widget == [{"text": "a red heart", "output": {"url": "samples/heart.gif"}}]
     args = parse("card", directory, "--metrics", tmp_path / "missing.json")
@@ -598,7 +598,7 @@ def test_hub_commands_for_the_console_script(saved, tmp_path, capsys):
             assert cli.main(["card", str(tmp_path / "a")]) == 0
         finally:
             root.handlers[:], root.level = handlers, level
-        assert ModelCard.load(tmp_path / "a" / "README.md").data.pipeline_tag == "any-to-any"
+        assert ModelCard.load(tmp_path / "a" / "README.md").data.pipeline_tag == "text-to-image"
 
 
 def test_card_of_a_text_image_model_does_not_claim_audio(tiny, tmp_path):

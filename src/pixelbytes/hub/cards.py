@@ -1,7 +1,8 @@
 """Hub model cards for PixelBytes checkpoints, rendered from the packaged template (``templates/``) (DESIGN §9).
 
 :func:`render_model_card` fills ``templates/model_card_template.md`` (Jinja, ``{{ card_data }}`` front
-matter) through ``ModelCard.from_template``: metadata (``library_name``, ``pipeline_tag: any-to-any``, tags,
+matter) through ``ModelCard.from_template``: metadata (``library_name``, ``pipeline_tag: text-to-image`` (the
+``text-to-sprite`` pipeline's alias in an exported folder's ``custom_pipelines``), tags,
 datasets, license, model-index only from real evaluation numbers), a usage snippet that runs, a sample
 gallery (generated GIF / PNG / WAV files referenced by widget entries), model and training details from
 the config, tokenizer and ``trainer_state.json``, and limitations.
@@ -23,12 +24,16 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_TAGS", "default_template_path", "render_model_card"]
+__all__ = ["DEFAULT_TAGS", "PIPELINE_TAG", "default_template_path", "render_model_card"]
 
 DEFAULT_TAGS = ("pixelbytes", "text-to-image", "text-to-audio", "custom_code")
 #: tags that only hold for models whose vocabulary has audio / action levels
 AUDIO_TAGS = ("text-to-audio",)
 TEMPLATE_NAME = "model_card_template.md"
+#: the card's ``pipeline_tag``: a task that works with the exported remote code (``pipeline("text-to-image", model=repo,
+#: trust_remote_code=True)`` resolves to the sprite pipeline through ``custom_pipelines``); transformers' own
+#: ``any-to-any`` pipeline needs a processor this model does not have.
+PIPELINE_TAG = "text-to-image"
 IMAGE_SUFFIXES = {".gif", ".png", ".jpg", ".jpeg", ".webp"}
 AUDIO_SUFFIXES = {".wav", ".mp3", ".flac", ".ogg"}
 #: Trainer bookkeeping keys that are not evaluation metrics.
@@ -258,7 +263,7 @@ def render_model_card(
     if real_metrics:
         eval_results = [
             EvalResult(
-                task_type="any-to-any",
+                task_type=PIPELINE_TAG,
                 task_name="PixelBytes next-token prediction",
                 dataset_type=eval_on,
                 dataset_name=eval_on,
@@ -270,7 +275,7 @@ def render_model_card(
         ]
     card_data = ModelCardData(
         library_name="transformers",
-        pipeline_tag="any-to-any",
+        pipeline_tag=PIPELINE_TAG,
         license=license,
         language=list(language) if language else None,
         tags=[
@@ -306,6 +311,8 @@ def render_model_card(
         converted_from=converted_from,
         usage_prompt=usage_prompt.replace('"', "'"),
         image_size=4,
+        pipeline_tag=PIPELINE_TAG,
+        audio=bool(model.config.num_levels),
         remote_code=(directory / "modeling_pixelbytes.py").is_file(),
         samples=gallery,
         config_rows=_config_rows(model),

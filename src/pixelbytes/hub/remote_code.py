@@ -4,6 +4,9 @@ The files the model needs at load time are flat sibling modules importing each o
 ``from .sibling import X`` (DESIGN §2), so they can be copied next to the weights. The export writes:
 
 * ``config.json`` with ``auto_map`` for ``AutoConfig``, ``AutoModel`` and ``AutoModelForCausalLM``;
+* ``config.json``'s ``custom_pipelines``: the caption → sprite / sound pipelines of
+  :mod:`pixelbytes.pipelines_pixelbytes` (``text-to-sprite`` / ``text-to-image``, ``text-to-sound`` /
+  ``text-to-audio``), so ``pipeline(task, model=folder, trust_remote_code=True)`` works;
 * ``tokenizer_config.json`` with ``auto_map`` for ``AutoTokenizer``;
 * the modules of :data:`REMOTE_CODE_MODULES` (plus anything they import relatively).
 
@@ -51,6 +54,7 @@ REMOTE_CODE_MODULES = (
     "vocabulary",
     "codecs",
     "layout",
+    "pipelines_pixelbytes",
 )
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent
 _PACKAGE_NAME = _PACKAGE_DIR.name
@@ -98,18 +102,30 @@ def _update_json(path: Path, key: str, value: Any) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def add_remote_code(save_directory: str | os.PathLike, code_repo: str | None = None) -> list[Path]:
+def add_remote_code(
+    save_directory: str | os.PathLike, code_repo: str | None = None, pipeline_tasks: tuple[str, ...] | None = None
+) -> list[Path]:
     """Turn an existing pixelbytes checkpoint directory (``config.json`` [+ ``tokenizer_config.json``]) into a
-    remote-code one, in place. With ``code_repo`` no module is copied: ``auto_map`` points at that repo's code.
+    remote-code one, in place. With ``code_repo`` no module is copied: ``auto_map`` and ``custom_pipelines``
+    point at that repo's code.
+
+    ``pipeline_tasks`` limits ``custom_pipelines`` to these tasks (default: all, the sound ones only when the
+    vocabulary has audio levels); with a single task ``pipeline(model=folder, trust_remote_code=True)`` infers it,
+    with several the task must be named.
 
     Returns the files written or modified.
     """
+    from ..pipelines_pixelbytes import custom_pipelines_config
+
     directory = Path(save_directory)
     config_path = directory / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"no config.json in {directory}: save the model there first")
     written = [config_path]
     _update_json(config_path, "auto_map", config_auto_map(code_repo))
+    with_audio = bool(json.loads(config_path.read_text(encoding="utf-8")).get("num_levels", 1))
+    pipelines = custom_pipelines_config(with_audio=with_audio, tasks=pipeline_tasks, code_repo=code_repo)
+    _update_json(config_path, "custom_pipelines", pipelines)
     tokenizer_config = directory / "tokenizer_config.json"
     if tokenizer_config.is_file():
         _update_json(tokenizer_config, "auto_map", tokenizer_auto_map(code_repo))
@@ -131,6 +147,7 @@ def export_remote_code(
     save_directory: str | os.PathLike,
     *,
     code_repo: str | None = None,
+    pipeline_tasks: tuple[str, ...] | None = None,
     **save_kwargs: Any,
 ) -> list[Path]:
     """Save ``model`` and ``tokenizer`` to ``save_directory`` as a self-contained remote-code checkpoint.
@@ -141,6 +158,7 @@ def export_remote_code(
         save_directory: created if needed.
         code_repo: optional ``"owner/name"`` of a repo that hosts the modules; the ``auto_map`` then points
             there (``owner/name--module.Class``) and no module is copied.
+        pipeline_tasks: the ``custom_pipelines`` tasks to declare (see :func:`add_remote_code`).
         save_kwargs: passed to ``model.save_pretrained``.
 
     Returns:
@@ -153,5 +171,5 @@ def export_remote_code(
     model.save_pretrained(directory, **save_kwargs)
     if tokenizer is not None:
         tokenizer.save_pretrained(directory)
-    add_remote_code(directory, code_repo=code_repo)
+    add_remote_code(directory, code_repo=code_repo, pipeline_tasks=pipeline_tasks)
     return sorted(p for p in directory.iterdir() if p.is_file())
