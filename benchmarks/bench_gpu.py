@@ -38,9 +38,8 @@ def prompt_ids(tokenizer: ActionPixelBytesTokenizer) -> torch.Tensor:
 def greedy(model: PxBySequenceModel, prompt: torch.Tensor, new: int, use_cache: bool = True) -> torch.Tensor:
     with torch.no_grad():
         return model.generate(
-            prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new, min_new_tokens=new,
-            do_sample=False, use_cache=use_cache,
-        )  # fmt: skip
+            prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new, do_sample=False, use_cache=use_cache
+        )  # no min_new_tokens: without an end-of-sequence id every run makes exactly max_new_tokens
 
 
 def tokens_per_second(model: PxBySequenceModel, prompt: torch.Tensor, new: int, repeats: int) -> float:

@@ -464,6 +464,26 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
                 inputs[key] = value
         return inputs
 
+    def _update_model_kwargs_for_generation(
+        self,
+        outputs: ModelOutput,
+        model_kwargs: dict[str, Any],
+        is_encoder_decoder: bool = False,
+        num_new_tokens: int = 1,
+    ) -> dict[str, Any]:
+        """``GenerationMixin``'s update, except that the attention mask stops growing once a ``PxByCache`` carries
+        the generation: the cached steps never read it (the cache's layout tracker already skipped each row's
+        padding), and growing it costs two more kernels per token (measured on a GPU in ``bench_gpu.py``)."""
+        mask = None
+        if isinstance(outputs.get(CACHE_NAME), PxByCache):
+            mask = model_kwargs.pop("attention_mask", None)
+        model_kwargs = super()._update_model_kwargs_for_generation(
+            outputs, model_kwargs, is_encoder_decoder=is_encoder_decoder, num_new_tokens=num_new_tokens
+        )
+        if mask is not None:
+            model_kwargs["attention_mask"] = mask
+        return model_kwargs
+
     def generate(self, inputs: torch.Tensor | None = None, generation_config: Any = None, **kwargs: Any):
         """``GenerationMixin.generate`` with PixelBytes checks (ids range, window length, cache availability).
 
