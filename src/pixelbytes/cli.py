@@ -3,6 +3,10 @@
 pixelbytes demo --output-dir demo_output          # train a small model on the embedded demo data
 pixelbytes train --dataset DIR --output_dir out   # every TrainingArguments flag; --config file.yaml
 pixelbytes generate --model out --prompt "a small red heart blinking on black" --image-size 16 16 --frames 2
+
+Every long option takes both spellings (``--image-size`` / ``--image_size``). ``pixelbytes --help`` and
+``--version`` import neither torch nor transformers (the package loads lazily in this process, see
+:mod:`pixelbytes`). User errors (a missing model, impossible window arguments) are one line on stderr, exit code 2.
 """
 
 from __future__ import annotations
@@ -10,20 +14,56 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main"]
+__all__ = ["FlagParser", "check_model_path", "main"]
 
 logger = logging.getLogger("pixelbytes")
+
+
+class FlagParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` that registers every ``--long-option`` under both spellings, ``--long-option``
+    and ``--long_option`` (the style of the ``train`` command's ``HfArgumentParser`` flags), so the subcommands
+    accept either. Sub-parsers made from it are ``FlagParser`` too."""
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        names = list(args)
+        for name in args:
+            if isinstance(name, str) and name.startswith("--") and len(name) > 2:
+                body = name[2:]
+                for alt in ("--" + body.replace("-", "_"), "--" + body.replace("_", "-")):
+                    if alt not in names:
+                        names.append(alt)
+        return super().add_argument(*names, **kwargs)
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def check_model_path(value: str) -> str | None:
+    """``None`` when ``value`` can name a model (an existing directory with ``config.json``, or a Hub id
+    ``owner/name`` that is not a local path), else a one-line reason."""
+    if os.path.isdir(value):
+        if not os.path.isfile(os.path.join(value, "config.json")):
+            return f"{value!r} is a directory without config.json (not a saved model)"
+        return None
+    if os.path.exists(value):
+        return f"{value!r} is a file, not a model directory"
+    if _HUB_ID.match(value) and not value.startswith((".", "/", "~")):
+        return None
+    return f"model path {value!r} does not exist"
 
 
 def _train(argv: Sequence[str]) -> int:
     from transformers import HfArgumentParser, TrainingArguments
 
     from .training import DataArguments, ModelArguments, run_training
+    from .training.trainer import check_data_arguments
 
     parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments), prog="pixelbytes train")
     argv = list(argv)
@@ -39,13 +79,21 @@ def _train(argv: Sequence[str]) -> int:
         model_args, data_args, training_args = loader(path)
     else:
         model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    try:
+        check_data_arguments(data_args)
+    except ValueError as err:
+        parser.error(str(err))
+    if model_args.model_name_or_path and (problem := check_model_path(model_args.model_name_or_path)):
+        parser.error(f"--model_name_or_path: {problem}")
+    if data_args.dataset != "demo" and not os.path.exists(data_args.dataset) and not _HUB_ID.match(data_args.dataset):
+        parser.error(f"--dataset: {data_args.dataset!r} does not exist")
     metrics = run_training(model_args, data_args, training_args)
     print(json.dumps({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, indent=1))
     return 0
 
 
 def _generate_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = FlagParser(
         prog="pixelbytes generate",
         description="Continue a prompt (text and/or an image / audio file) with a trained model and write "
         "the result as text, GIF/PNG and WAV.",
@@ -57,38 +105,73 @@ def _generate_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--image-size",
         nargs=2,
-        type=int,
+        type=_positive_int,
         metavar=("HEIGHT", "WIDTH"),
         default=None,
         help="force a sprite of this size after the prompt",
     )
-    parser.add_argument("--frames", type=int, default=1, help="frames of the forced sprite")
-    parser.add_argument("--audio-steps", type=int, default=None, help="force this many audio time steps")
-    parser.add_argument("--max-new-tokens", type=int, default=256, help="free generation length")
+    parser.add_argument("--frames", type=_positive_int, default=1, help="frames of the forced sprite")
+    parser.add_argument("--audio-steps", type=_positive_int, default=None, help="force this many audio time steps")
+    parser.add_argument("--max-new-tokens", type=_positive_int, default=256, help="free generation length")
+    parser.add_argument(
+        "--stop-at",
+        choices=("image", "audio", "text"),
+        default=None,
+        help="free generation: stop at the end of the first generated block of this kind (a caption at its "
+        "separator, a clip at its terminator frame, a sprite when the next block starts)",
+    )
     parser.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-k", type=int, default=50)
     parser.add_argument("--top-p", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--upscale", type=_positive_int, default=1, metavar="N", help="save sprites N times larger (nearest neighbour)"
+    )
     parser.add_argument("--output-dir", default="generated", help="where to write the outputs")
     return parser
 
 
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return number
+
+
 def _generate(argv: Sequence[str]) -> int:
+    parser = _generate_parser()
+    args = parser.parse_args(argv)
+    if args.prompt is None and args.image is None and args.audio is None:
+        parser.error("give at least one of --prompt, --image, --audio")
+    if problem := check_model_path(args.model):
+        parser.error(f"--model: {problem}")
+    for flag, path in (("--image", args.image), ("--audio", args.audio)):
+        if path is not None and not os.path.isfile(path):
+            parser.error(f"{flag}: file {path!r} does not exist")
+    if args.stop_at and (args.image_size or args.audio_steps):
+        parser.error("--stop-at applies to free generation (without --image-size / --audio-steps)")
+
     import numpy as np
     import torch
+    from transformers import StoppingCriteriaList
 
+    from .codecs import save_image
     from .data.loading import decode_audio
-    from .generation_pixelbytes import AudioLogitsProcessor, ImageGridLogitsProcessor
+    from .generation_pixelbytes import AudioLogitsProcessor, BlockEndStoppingCriteria, ImageGridLogitsProcessor
     from .modeling_pixelbytes import PxBySequenceModel
     from .tokenization_pixelbytes import ActionPixelBytesTokenizer
 
-    args = _generate_parser().parse_args(argv)
-    if args.prompt is None and args.image is None and args.audio is None:
-        raise SystemExit("pixelbytes generate: give at least one of --prompt, --image, --audio")
     torch.manual_seed(args.seed)
-    tokenizer = ActionPixelBytesTokenizer.from_pretrained(args.model)
-    model = PxBySequenceModel.from_pretrained(args.model).eval()
+    try:
+        tokenizer = ActionPixelBytesTokenizer.from_pretrained(args.model)
+        model = PxBySequenceModel.from_pretrained(args.model).eval()
+    except OSError as err:  # a Hub id that is not in the cache / not reachable
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        parser.error(f"--model: cannot load {args.model!r}: {first_line}")
     model.config.check_tokenizer(tokenizer)
     audio, rate = (None, None)
     if args.audio:
@@ -108,12 +191,22 @@ def _generate(argv: Sequence[str]) -> int:
         stages.append((processor, processor.length))
     if not stages:
         stages.append((None, args.max_new_tokens))
+    stop = None
+    if args.stop_at:
+        stop = BlockEndStoppingCriteria(tokenizer.token_classes, tokenizer.audio_channels, kinds=args.stop_at)
     with torch.no_grad():
         for processor, length in stages:
             processors = [processor] if processor is not None else []
             ids = model.generate(
-                ids, attention_mask=torch.ones_like(ids), max_new_tokens=length, logits_processor=processors, **sampling
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=length,
+                logits_processor=processors,
+                stopping_criteria=StoppingCriteriaList([stop] if stop is not None else []),
+                **sampling,
             )
+    if stop is not None and stop.end_positions[0] is not None:
+        ids = ids[:, : stop.end_positions[0]]  # a sprite ends when the next block starts: drop that token
     out_dir = Path(args.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     decoded = tokenizer.decode_multimodal(ids[0])
@@ -122,7 +215,10 @@ def _generate(argv: Sequence[str]) -> int:
     written.append("text.txt")
     if decoded.images:
         name = "image.gif" if len(decoded.frames) > 1 else "image.png"
-        decoded.save_image(out_dir / name)
+        frames = decoded.frames
+        if args.upscale > 1:
+            frames = [f.resize((f.width * args.upscale, f.height * args.upscale), resample=0) for f in frames]
+        save_image(out_dir / name, frames)
         written.append(name)
     if decoded.audio is not None and decoded.audio.shape[-1]:
         decoded.save_audio(out_dir / "audio.wav")
@@ -155,6 +251,12 @@ COMMANDS = {
 }
 
 
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pixelbytes`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -166,15 +268,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         commands.update(HUB_COMMANDS)
     except ImportError:  # the hub tools are optional
         logger.debug("hub commands unavailable", exc_info=True)
+    if argv and argv[0] in ("-V", "--version"):
+        print(f"pixelbytes {_version()}")
+        return 0
     if not argv or argv[0] in ("-h", "--help"):
         width = max(map(len, commands))
         lines = [f"  {name:<{width}}  {help_}" for name, (_, help_) in commands.items()]
-        print("usage: pixelbytes COMMAND [options]   (pixelbytes COMMAND --help)\n\ncommands:\n" + "\n".join(lines))
+        print(
+            "usage: pixelbytes [--version] COMMAND [options]   (pixelbytes COMMAND --help)\n\ncommands:\n"
+            + "\n".join(lines)
+        )
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
     if name not in commands:
         print(f"pixelbytes: unknown command {name!r}; choose from {', '.join(commands)}", file=sys.stderr)
         return 2
+    from . import _load
+
+    _load()  # the Auto classes and pipelines (lazy in this process, see pixelbytes/__init__.py)
     return commands[name][0](rest)
 
 

@@ -56,7 +56,9 @@ DEMO_GOALS = {"train_pixel_accuracy": 0.90, "train_mask_iou": 0.80, "heldout_col
 
 
 def demo_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pixelbytes demo", description=__doc__.split("\n\n")[1])
+    from .cli import FlagParser  # --long-option and --long_option
+
+    parser = FlagParser(prog="pixelbytes demo", description=__doc__.split("\n\n")[1])
     parser.add_argument("--output-dir", default="demo_output", help="where the model, samples and metrics go")
     parser.add_argument(
         "--max-steps",

@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..cli import FlagParser
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["HUB_COMMANDS", "add_hub_commands", "cmd_card", "cmd_convert", "cmd_export_remote_code"]
@@ -231,7 +233,7 @@ def cmd_card(args: argparse.Namespace) -> int:
 
 def _runner(name: str) -> Callable[[Sequence[str]], int]:
     def run(argv: Sequence[str]) -> int:
-        parser = argparse.ArgumentParser(prog="pixelbytes")
+        parser = FlagParser(prog="pixelbytes")
         add_hub_commands(parser.add_subparsers(dest="command", required=True))
         args = parser.parse_args([name, *argv])
         return args.func(args)

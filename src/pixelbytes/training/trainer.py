@@ -20,6 +20,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from ..configuration_pixelbytes import PxByConfig
 from ..data.windows import PxByDataCollator, PxByWindowDataset
+from ..data.windows import _check_window_args as check_window_args
 from ..modeling_pixelbytes import PxBySequenceModel
 from ..tokenization_pixelbytes import ActionPixelBytesTokenizer
 from .metrics import make_compute_metrics, preprocess_logits_for_metrics
@@ -176,6 +177,15 @@ def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(order[n_eval:]), np.sort(order[:n_eval])
 
 
+def check_data_arguments(data_args: DataArguments) -> None:
+    """``ValueError`` (one line) for window / sample arguments that cannot work: ``seq_length >= 2``,
+    ``1 <= stride <= seq_length - 1``, ``max_samples >= 1``."""
+    check_window_args(data_args.seq_length, data_args.stride)
+    n = data_args.max_samples
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ValueError(f"max_samples must be a positive integer, got {n!r}")
+
+
 def build_window_datasets(
     data_args: DataArguments,
     tokenizer: ActionPixelBytesTokenizer,
@@ -184,18 +194,24 @@ def build_window_datasets(
 ) -> tuple[PxByWindowDataset, PxByWindowDataset | None]:
     """Tokenised train / validation window datasets for ``data_args.dataset`` (with ``grid_positions`` when
     ``position_layout`` is given and ``caption_prefix_ids`` when ``caption_memory_classes`` are, see
-    :class:`PxByWindowDataset`)."""
+    :class:`PxByWindowDataset`). The window arguments are checked and ``max_samples`` applied before any
+    tokenising."""
+    check_data_arguments(data_args)
     if data_args.dataset == "demo":
         from ..data.synthetic import demo_samples, make_demo_split
 
         train_specs, _ = make_demo_split(seed=data_args.split_seed)
         rows = demo_samples(train_specs, sampling_rate=tokenizer.sampling_rate)
+        if data_args.max_samples is not None:
+            rows = rows[: data_args.max_samples]
         store = _tokenize_rows(rows, tokenizer)
         lengths = [len(row["input_ids"]) for row in store]
     else:
         from ..data.loading import load_samples, stream_lengths, tokenization_fingerprint, tokenize_samples
 
         raw = load_samples(data_args.dataset, split=data_args.dataset_split, strict=data_args.strict)
+        if data_args.max_samples is not None:  # select the rows first: only those are tokenised
+            raw = _take(raw, data_args.max_samples)
         cache = None
         if data_args.tokenized_cache_dir:
             os.makedirs(data_args.tokenized_cache_dir, exist_ok=True)
@@ -203,8 +219,6 @@ def build_window_datasets(
             cache = os.path.join(data_args.tokenized_cache_dir, f"tokenized-{key}.arrow")
         store = tokenize_samples(raw, tokenizer, cache_file_name=cache, strict=data_args.strict)
         lengths = stream_lengths(store)
-    if data_args.max_samples is not None:
-        store, lengths = _take(store, data_args.max_samples), lengths[: data_args.max_samples]
     train_idx, eval_idx = _split(len(lengths), data_args.validation_fraction, data_args.split_seed)
     train = PxByWindowDataset(_Subset(store, train_idx), [lengths[i] for i in train_idx], data_args.seq_length,
                               data_args.stride, position_layout, caption_memory_classes)  # fmt: skip
