@@ -28,3 +28,4 @@ bench: $(STAMP)
 	$(PYTHON) benchmarks/bench_train.py
 	$(PYTHON) benchmarks/bench_backbones.py
 	$(PYTHON) benchmarks/bench_limits.py
+	$(PYTHON) benchmarks/bench_batch.py
