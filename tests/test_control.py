@@ -167,3 +167,162 @@ def test_metrics_and_bad_input():
         run_closed_loop(plant, wild, np.full(200, 0.5), u_max=1e6, raise_on_divergence=True)
     traj = run_closed_loop(plant, wild, np.full(200, 0.5), u_max=1e6)
     assert traj.diverged and episode_metrics(traj)["failed"] == 1.0
+
+
+# ------------------------------------------------------------------------------------------------ datasets
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    from pixelbytes.control.datasets import build_control_dataset
+
+    out = tmp_path_factory.mktemp("control") / "data"
+    options = {"orders": (1, 2), "controllers": ("bang-bang", "lqg"), "steps": 30, "max_delay": 2, "max_noise": 0.05}
+    summary = build_control_dataset(out, n_plants=4, seed=1, test_fraction=0.25, **options)
+    return out, summary
+
+
+def control_tok():
+    from pixelbytes.control.recipe import control_tokenizer
+
+    return control_tokenizer()
+
+
+def test_dataset_folder_split_and_tokenizer_round_trip(tiny_dataset):
+    import json
+
+    from pixelbytes.control.datasets import load_plants, read_wav
+    from pixelbytes.data.loading import load_samples, tokenize_samples
+
+    out, summary = tiny_dataset
+    assert (summary["train_plants"], summary["test_plants"], summary["train_rows"], summary["test_rows"]) == (
+        3,
+        1,
+        6,
+        2,
+    )
+    plants = json.loads((out / "plants.json").read_text())["plants"]
+    assert sorted(p["split"] for p in plants) == ["test", "train", "train", "train"]
+    test_plants = load_plants(out, "test")
+    assert len(test_plants) == 1 and test_plants[0].is_stable
+    rows = [json.loads(line) for line in (out / "train" / "metadata.jsonl").read_text().splitlines()]
+    header, row = rows[0]["text"].splitlines()
+    assert header.startswith("order,numerator,denominator") and ",bang-bang," in row
+    clip, rate = read_wav(out / "train" / rows[0]["audio"])
+    assert rate == 16000 and clip.shape == (2, 4 + 30) and np.all(clip[:, :4] == 0)  # lead-in rest frames
+    tok = control_tok()
+    ids = tok(audio=clip.astype(np.float32))["input_ids"]
+    assert ids[-2:] == [1, 2] and len(ids) == 2 * 34 + 2
+    decoded = tok.decode_multimodal(ids).audio
+    np.testing.assert_allclose(decoded, clip, atol=1 / 140 + 1e-4)  # within half a level step
+    samples = load_samples(out / "train")  # what `pixelbytes train --dataset DIR/train` reads
+    tokenized = tokenize_samples(samples, tok)
+    assert len(tokenized) == 6
+    assert list(tokenized[0]["input_ids"][-70:]) == ids  # the audio block is the clip
+
+
+def test_push_control_dataset_with_fake_api(tiny_dataset, tmp_path):
+    from types import SimpleNamespace
+
+    from pixelbytes.control.datasets import push_control_dataset
+    from pixelbytes.data.loading import load_samples, tokenize_samples
+
+    class FakeApi:
+        def __init__(self):
+            self.repos, self.commits = [], []
+
+        def create_repo(self, repo_id, **kwargs):
+            self.repos.append({"repo_id": repo_id, **kwargs})
+
+        def create_commit(self, repo_id, operations, **kwargs):
+            files = {op.path_in_repo: op.path_or_fileobj for op in operations}
+            self.commits.append({"repo_id": repo_id, "files": files, **kwargs})
+            return SimpleNamespace(commit_url="https://huggingface.co/datasets/me/ctl/commit/0")
+
+    out, _ = tiny_dataset
+    api = FakeApi()
+    push_control_dataset(out, "me/ctl", api=api)
+    assert api.repos[0]["repo_type"] == "dataset" and api.commits[0]["repo_type"] == "dataset"
+    files = api.commits[0]["files"]
+    assert set(files) == {"data/train-00000-of-00001.parquet", "data/test-00000-of-00001.parquet", "plants.json",
+                          "README.md"}  # fmt: skip
+    parquet = tmp_path / "train.parquet"
+    parquet.write_bytes(files["data/train-00000-of-00001.parquet"])
+    import datasets
+
+    assert isinstance(datasets.Dataset.from_parquet(str(parquet)).features["audio"], datasets.Audio)
+    tok = control_tok()
+    hub_ids = [list(row) for row in tokenize_samples(load_samples(parquet), tok)["input_ids"]]
+    folder_ids = [list(row) for row in tokenize_samples(load_samples(out / "train"), tok)["input_ids"]]
+    assert len(hub_ids) == 6 and hub_ids == folder_ids
+
+
+# ------------------------------------------------------------------------------------------------ model controller
+def tiny_control_model(objective):
+    import torch
+
+    from pixelbytes import PxByConfig, PxBySequenceModel
+
+    torch.manual_seed(0)
+    config = PxByConfig.from_tokenizer(control_tok(), embed_size=12, hidden_size=16, num_hidden_layers=1,
+                                       objective=objective, bidirectional=objective == "diffusion")  # fmt: skip
+    return PxBySequenceModel(config).eval()
+
+
+@pytest.mark.parametrize("objective", ["diffusion", "next_token"])
+def test_tiny_closed_loop_end_to_end(objective, tmp_path):
+    from pixelbytes.control.model_controller import (
+        ModelController,
+        baseline_factories,
+        evaluate_controllers,
+        format_table,
+        plot_trajectories,
+    )
+
+    model, tok = tiny_control_model(objective), control_tok()
+    plant = random_plant(2, np.random.default_rng(0))
+    controller = ModelController(model, tok, horizon=3, history=8, num_candidates=5, num_steps=2)
+    assert controller.mode == ("infill" if objective == "diffusion" else "score")
+    traj = run_closed_loop(plant, controller, setpoint_schedule(12, [0.4, -0.2]))
+    levels = np.asarray(tok.vocabulary.levels_array)
+    assert traj.u.shape == (12,) and np.all(np.isin(np.round(traj.u, 9), np.round(levels, 9)))  # actions are levels
+    assert len(controller._frames) == 4 + 11  # lead-in + completed frames
+    results = evaluate_controllers([plant], {"model": lambda p: controller, **baseline_factories()}, steps=12)
+    assert set(results["summary"]) == {"model", "pid", "lqg", "bang-bang"}
+    assert "| model |" in format_table(results["summary"])
+    png = plot_trajectories(results["trajectories"][plant.name], tmp_path / "loop.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_model_controller_bad_input():
+    from pixelbytes import ActionPixelBytesTokenizer, PxByConfig, PxBySequenceModel, v1_vocabulary
+    from pixelbytes.control.model_controller import ModelController
+
+    diffusion, causal, tok = tiny_control_model("diffusion"), tiny_control_model("next_token"), control_tok()
+    no_levels = ActionPixelBytesTokenizer(vocabulary=v1_vocabulary())
+    v1_model = PxBySequenceModel(PxByConfig.from_tokenizer(no_levels, embed_size=12, hidden_size=16,
+                                                           num_hidden_layers=1))  # fmt: skip
+    with pytest.raises(ValueError, match="no action levels"):
+        ModelController(v1_model, no_levels)
+    minmax = ActionPixelBytesTokenizer(vocabulary=tok.vocabulary, audio_channels=2, audio_normalization="minmax")
+    with pytest.raises(ValueError, match="audio_normalization='none'"):
+        ModelController(causal, minmax)
+    with pytest.raises(ValueError, match="needs an objective='diffusion' model"):
+        ModelController(causal, tok, mode="infill")
+    with pytest.raises(ValueError, match="causal"):
+        ModelController(diffusion, tok, mode="score")
+    controller = ModelController(causal, tok)
+    with pytest.raises(ValueError, match="not finite"):
+        controller(float("nan"), np.array([0.5]))
+
+
+def test_cli_build_dataset(tmp_path, capsys):
+    import json
+
+    from pixelbytes.cli import main
+
+    out = tmp_path / "ds"
+    assert main(["control", "build-dataset", "--output-dir", str(out), "--n-plants", "2", "--steps", "10",
+                 "--controllers", "pid", "--no-text"]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["train_rows"] == 1
+    assert "text" not in json.loads((out / "train" / "metadata.jsonl").read_text().splitlines()[0])
+    with pytest.raises(SystemExit):
+        main(["control", "evaluate"])  # --dataset / --output-dir are required

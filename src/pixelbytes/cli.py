@@ -244,10 +244,17 @@ def _demo(argv: Sequence[str]) -> int:
     return 0
 
 
+def _control(argv: Sequence[str]) -> int:
+    from .control.cli import control_main
+
+    return control_main(argv)
+
+
 COMMANDS = {
     "demo": (_demo, "train a small model on the embedded demo dataset and evaluate caption -> sprite"),
     "train": (_train, "train / fine-tune with transformers.Trainer (all TrainingArguments flags)"),
     "generate": (_generate, "generate text / sprites / sound from a prompt with a trained model"),
+    "control": (_control, "setpoint following: build-dataset | train-recipe | evaluate (pixelbytes[control])"),
 }
 
 

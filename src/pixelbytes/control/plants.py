@@ -8,7 +8,8 @@ Gaussian, added to ``y`` by :meth:`LTIPlant.measure`.
 
 :func:`random_plant` draws the paper's parameter ranges (v3 Table "Parameter Ranges": orders 1–5, eigenvalues in
 [−5, −0.1], delays 0–5, noise 0–0.1) as real eigenvalues in a random orthogonal basis with random B, C, keeping
-only controllable and observable draws, and scales C so that the DC gain is a chosen ``gain``.
+only controllable and observable draws (modal test: distinct eigenvalues, every mode reached by B and
+seen by C), and scales C so that the DC gain is a chosen ``gain``.
 :meth:`LTIPlant.transfer_function` is the exact ``ss2tf`` (the original's ``-tr(A^k)/k`` denominator was only
 right for order 1).
 """
@@ -260,11 +261,14 @@ def random_plant(
         A = q @ np.diag(eigs) @ q.T
         B = rng.normal(size=(order, 1))
         C = rng.normal(size=(1, order))
-        if not _controllable_observable(A, B, C):
+        # modal (PBH) test: distinct eigenvalues and every mode reached by B and seen by C
+        gaps = np.diff(np.sort(eigs)) if order > 1 else np.array([1.0])
+        if gaps.min() < 0.02 or np.abs(q.T @ B).min() < 0.1 or np.abs(C @ q).min() < 0.1:
             continue
         dc = float(-(C @ np.linalg.solve(A, B))[0, 0])
-        if abs(dc) < 0.05 * float(np.abs(C).sum() * np.abs(B).sum() / abs(high)):
-            continue  # nearly cancelling zeros: a tiny DC gain would need enormous inputs
+        modal = float(np.sum(np.abs((C @ q).ravel() * (q.T @ B).ravel()) / np.abs(eigs)))
+        if abs(dc) < 0.2 * modal:
+            continue  # modes that nearly cancel at DC: a tiny gain would need enormous inputs
         C = C * (rng.uniform(*gain_range) / dc)
         return LTIPlant(
             A, B, C, np.zeros((1, 1)), dt=dt, delay=int(rng.integers(0, max_delay + 1)),
