@@ -237,6 +237,19 @@ def test_dropout_acts_on_padded_batches():
     torch.testing.assert_close(*evaluated)
 
 
+def test_unknown_config_keywords_warn(caplog, tmp_path):
+    with caplog.at_level(logging.WARNING):
+        config = PxByConfig(hiden_size=32)  # a typo
+    assert "unknown keyword 'hiden_size'" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        model = tiny_model()
+        model.save_pretrained(tmp_path)
+        PxBySequenceModel.from_pretrained(tmp_path)
+    assert "unknown keyword" not in caplog.text  # what transformers itself passes is not warned about
+    assert config.hidden_size == 512
+
+
 def test_lstm_forget_bias_is_a_knob():
     hidden = 16
     default = tiny_model().backbone.lstms[0]

@@ -7,12 +7,15 @@ The defaults are the published aPxBy LSTM (vocabulary 151, pxby6 embedding of 6 
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
 from transformers import PretrainedConfig
 
 __all__ = ["BACKBONES", "EMBEDDINGS", "OBJECTIVES", "PxByConfig"]
+
+logger = logging.getLogger(__name__)
 
 EMBEDDINGS = ("pxby6", "window3x3", "center")
 BACKBONES = ("lstm", "mamba", "attention")
@@ -24,6 +27,11 @@ MAMBA_STYLES = ("modern", "v1")
 NUM_CONTEXT_SLOTS = 6
 #: Most caption-memory buckets (the table costs buckets × embed_size parameters).
 MAX_CAPTION_MEMORY_BUCKETS = 2**22
+#: Keywords that ``transformers`` itself passes to a config (saved files, remote code, pipelines): not warned about.
+TRANSFORMERS_KEYWORDS = frozenset(
+    {"model_type", "name_or_path", "auto_map", "custom_pipelines", "transformers_version", "architectures", "dtype",
+     "torch_dtype", "attn_implementation", "task_specific_params", "problem_type"}
+)  # fmt: skip
 #: Keywords that look like PxByConfig knobs but are not (other libraries' names): refused with the right name.
 MISNAMED_KEYWORDS = {
     "num_layers": "num_hidden_layers",
@@ -181,6 +189,8 @@ class PxByConfig(PretrainedConfig):
                     f"PxByConfig has no {name!r}: did you mean {MISNAMED_KEYWORDS[name]!r}? (an unknown keyword "
                     "would be stored and do nothing)"
                 )
+            if name not in TRANSFORMERS_KEYWORDS and not name.startswith("_"):
+                logger.warning("PxByConfig got the unknown keyword %r: it is stored, but no model reads it", name)
         self._validate()
         super().__post_init__(**kwargs)
 
