@@ -250,10 +250,17 @@ def _control(argv: Sequence[str]) -> int:
     return control_main(argv)
 
 
+def _app(argv: Sequence[str]) -> int:
+    from .app.cli import app_main  # gradio is imported only when the app is served
+
+    return app_main(argv)
+
+
 COMMANDS = {
     "demo": (_demo, "train a small model on the embedded demo dataset and evaluate caption -> sprite"),
     "train": (_train, "train / fine-tune with transformers.Trainer (all TrainingArguments flags)"),
     "generate": (_generate, "generate text / sprites / sound from a prompt with a trained model"),
+    "app": (_app, "Gradio app: caption -> streamed sprite + cry, rectangle edits; --export a Space (pixelbytes[app])"),
     "control": (_control, "setpoint following: build-dataset | train-recipe | evaluate (pixelbytes[control])"),
 }
 
