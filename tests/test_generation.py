@@ -231,7 +231,11 @@ def deprecation_messages(monkeypatch):
 def test_cache_name_matches_installed_transformers():
     parameters = inspect.signature(GenerationMixin.prepare_inputs_for_generation).parameters
     assert CACHE_NAME in parameters
-    assert CACHE_NAME in {field.name for field in dataclasses.fields(PxByModelOutput)}
+    fields = [field.name for field in dataclasses.fields(PxByModelOutput)]
+    assert fields == ["loss", "logits", "context_logits", "cache", "hidden_states", "next_token_accuracy",
+                      "context_accuracy"]  # the same fields whatever the installed transformers  # fmt: skip
+    cache = object()
+    assert PxByModelOutput(logits=torch.zeros(1), cache=cache).past_key_values is cache
     expected = "cache" if version.parse(transformers.__version__) >= version.parse("5.24.0.dev0") else "past_key_values"
     assert CACHE_NAME == expected
 

@@ -208,17 +208,16 @@ def test_inference_weights_follow_weight_updates():
 
 @pytest.mark.parametrize("with_context", [False, True])
 def test_token_step_output_matches_regular_output(with_context):
-    from pixelbytes.generation_pixelbytes import CACHE_NAME
     from pixelbytes.modeling_pixelbytes import PxByModelOutput
 
     logits, context_logits = torch.randn(2, 1, 7), (torch.randn(2, 1, 6, 7) if with_context else None)
-    values = {"logits": logits, "context_logits": context_logits, CACHE_NAME: object()}
+    values = {"logits": logits, "context_logits": context_logits, "cache": object()}
     regular, fast = PxByModelOutput(**values), PxByModelOutput.for_token_step(**values)
     assert type(fast) is PxByModelOutput
     assert list(fast.keys()) == list(regular.keys())
     assert all(a is b for a, b in zip(fast.to_tuple(), regular.to_tuple()))
     assert fast[0] is regular[0] is logits and fast["logits"] is logits
-    assert fast.cache is regular.cache is values[CACHE_NAME]
+    assert fast.cache is regular.cache is values["cache"] is fast.past_key_values
     assert fast.loss is None and fast.hidden_states is None
     assert fast.context_logits is context_logits
 

@@ -53,11 +53,9 @@ class PxByModelOutput(ModelOutput):
         loss: training loss (when ``labels`` are given).
         logits: ``(B, L, V)`` next-token scores (the slot-5 head for the context objective).
         context_logits: ``(B, L, 6, V)`` for the context objective.
-        cache: a :class:`~pixelbytes.generation_pixelbytes.PxByCache` when ``use_cache``. The field has the name
-            that the installed transformers' ``generate()`` reads back (:data:`~pixelbytes.generation_pixelbytes.
-            CACHE_NAME`): ``cache`` from 5.24 on, ``past_key_values`` before. ``.cache`` and ``.past_key_values``
-            both work on either version (transformers >= 5.24 itself warns that ``.past_key_values`` is
-            deprecated); build outputs with ``**{CACHE_NAME: cache}``.
+        cache: a :class:`~pixelbytes.generation_pixelbytes.PxByCache` when ``use_cache``, under this name whatever
+            the installed transformers (5.24 renamed ``past_key_values`` to ``cache``); ``.past_key_values`` reads
+            the same cache, and ``generate()`` finds it on every version (``_update_model_kwargs_for_generation``).
         hidden_states: with ``output_hidden_states``, one tensor per layer as in ``transformers``: the backbone's
             input ``(B, L, E)``, then the output of every backbone layer ``(B, L, H)`` (the last one is the
             backbone's final output, the head's input).
@@ -68,19 +66,15 @@ class PxByModelOutput(ModelOutput):
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     context_logits: torch.FloatTensor | None = None
-    if CACHE_NAME == "cache":
-        cache: PxByCache | None = None
-    else:
-        past_key_values: PxByCache | None = None
-
-        @property
-        def cache(self) -> PxByCache | None:
-            """The cache under its transformers >= 5.24 name (this transformers calls it ``past_key_values``)."""
-            return self.past_key_values
-
+    cache: PxByCache | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     next_token_accuracy: torch.FloatTensor | None = None
     context_accuracy: torch.FloatTensor | None = None
+
+    @property
+    def past_key_values(self) -> PxByCache | None:
+        """The cache under its name before transformers 5.24."""
+        return self.cache
 
     @classmethod
     def for_token_step(cls, **values: Any) -> PxByModelOutput:
@@ -259,8 +253,7 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         (``diffusion_step``, ``diffusion_generator``). ``caption_prefix_ids`` (training windows of caption-memory
         models) are the stream tokens before the window that its caption memory depends on. The cache of earlier
         positions comes as ``cache`` (the transformers >= 5.24 name) or as ``past_key_values`` (its earlier name);
-        passing both is an error. The output holds the updated cache under
-        :data:`~pixelbytes.generation_pixelbytes.CACHE_NAME` (``.cache`` reads it always)."""
+        passing both is an error. The output holds the updated cache as ``cache`` (``.past_key_values`` too)."""
         if past_key_values is not None:
             cache = resolve_cache_argument(cache, past_key_values)
         return_dict = self.config.return_dict if return_dict is None else return_dict
@@ -318,7 +311,7 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
             loss=loss,
             logits=logits,
             context_logits=context_logits,
-            **{CACHE_NAME: cache if use_cache else None},
+            cache=cache if use_cache else None,
             hidden_states=hidden_states,
             **metrics,
         )
@@ -410,7 +403,7 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         cache.states.update(state)
         cache.seen_tokens += 1
         return PxByModelOutput.for_token_step(
-            logits=logits, context_logits=context_logits, **{CACHE_NAME: cache if use_cache else None}
+            logits=logits, context_logits=context_logits, cache=cache if use_cache else None
         )
 
     def _captured_step(self, batch_size: int) -> CapturedTokenStep:
@@ -471,15 +464,19 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         is_encoder_decoder: bool = False,
         num_new_tokens: int = 1,
     ) -> dict[str, Any]:
-        """``GenerationMixin``'s update, except that the attention mask stops growing once a ``PxByCache`` carries
-        the generation: the cached steps never read it (the cache's layout tracker already skipped each row's
-        padding), and growing it costs two more kernels per token (measured on a GPU in ``bench_gpu.py``)."""
-        mask = None
-        if isinstance(outputs.get(CACHE_NAME), PxByCache):
-            mask = model_kwargs.pop("attention_mask", None)
+        """``GenerationMixin``'s update, plus: the cache of the outputs (always the ``cache`` field) is kept under
+        the name this transformers' ``generate()`` passes back (:data:`CACHE_NAME`), and the attention mask stops
+        growing once a ``PxByCache`` carries the generation: the cached steps never read it (the cache's layout
+        tracker already skipped each row's padding), and growing it costs two more kernels per token (measured
+        on a GPU in ``bench_gpu.py``)."""
+        cache = outputs.get("cache")
+        mask = model_kwargs.pop("attention_mask", None) if isinstance(cache, PxByCache) else None
         model_kwargs = super()._update_model_kwargs_for_generation(
             outputs, model_kwargs, is_encoder_decoder=is_encoder_decoder, num_new_tokens=num_new_tokens
         )
+        if cache is not None:
+            model_kwargs.pop("past_key_values" if CACHE_NAME == "cache" else "cache", None)
+            model_kwargs[CACHE_NAME] = cache
         if mask is not None:
             model_kwargs["attention_mask"] = mask
         return model_kwargs
