@@ -2,7 +2,7 @@
 PYTHON ?= python3
 STAMP := .make-installed
 
-.PHONY: install demo test lint bench
+.PHONY: install demo test lint bench browser-deps
 
 $(STAMP): pyproject.toml
 	# CPU torch first (a local wheel here); an unpinned torch would pull a multi-GB CUDA build.
@@ -18,6 +18,16 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PYTHON) -m ruff check src tests benchmarks examples
 	$(PYTHON) -m pytest
+
+# Headless Chromium + chromedriver for tests/test_app_browser.py (Debian packages; ~45 s on a fresh machine).
+browser-deps:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then \
+		echo "chromium and chromedriver already installed"; \
+	else \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium chromium-driver; \
+	fi
 
 lint: $(STAMP)
 	$(PYTHON) -m ruff check src tests benchmarks examples

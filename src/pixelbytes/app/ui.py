@@ -102,7 +102,14 @@ def build_app(
                     run = gr.Button("Generate", variant="primary", elem_id="generate")
                 with gr.Column():
                     sprite = gr.Image(label="Sprite", format="png", interactive=False, elem_id="sprite")
-                    cry = gr.Audio(label="Cry", type="numpy", interactive=False, elem_id="cry")
+                    cry = gr.Audio(
+                        label="Cry",
+                        type="numpy",
+                        interactive=False,
+                        elem_id="cry",
+                        # the browser's own <audio controls> player (the waveform view hides it)
+                        waveform_options=gr.WaveformOptions(show_recording_waveform=False),
+                    )
                     status = gr.Markdown("", elem_id="status")
             inputs = [caption, height, width, frames, temperature, seed, steps]
             outputs = [sprite, cry, status, state]
