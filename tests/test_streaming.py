@@ -90,6 +90,7 @@ def test_streamer_skips_the_prompt_but_keeps_its_layout(tok):
     decoded = tok.decode_multimodal(ids)
     np.testing.assert_array_equal(of(events, SpriteRow)[0].pixels, np.asarray(decoded.frames[0])[0])
     assert len(of(events, SpriteFrame)) == 2
+    assert {e.block for e in events if not isinstance(e, (TextChunk, AudioChunk))} == {0, 1}  # sprite, then clip
 
 
 def test_streamer_with_generate_image_and_audio(tok, model):

@@ -592,6 +592,8 @@ class PxByStreamer(BaseStreamer):
             for token in tokens.tolist():
                 self._push(int(token))
             self._emit = True
+            if self._kind != FRESH and self._block < 0:
+                self._block = 0  # a block opened in the prompt and continued by the model is streamed block 0
             return
         if ids.size != 1:
             raise ValueError(f"{type(self).__name__} supports batch size 1 only, got {ids.size} tokens per step")
