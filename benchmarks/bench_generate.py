@@ -97,8 +97,7 @@ def generate(model: PxBySequenceModel, prompt: torch.Tensor, new: int, use_cache
         return model.generate(
             prompt,
             attention_mask=torch.ones_like(prompt),
-            max_new_tokens=new,
-            min_new_tokens=new,
+            max_new_tokens=new,  # no min_new_tokens: without an end-of-sequence id every run makes exactly this
             do_sample=False,
             use_cache=use_cache,
         )

@@ -180,6 +180,16 @@ def test_trainer_with_gradient_checkpointing_and_caption_memory(folder_dataset, 
     assert config["caption_memory_buckets"] == 32
 
 
+def test_vocabulary_option_builds_the_control_tokenizer():
+    from pixelbytes import control_vocabulary
+    from pixelbytes.training.trainer import make_tokenizer
+
+    tokenizer = make_tokenizer(ModelArguments(), DataArguments(vocabulary="control", audio_normalization="none"))
+    assert tokenizer.vocabulary.fingerprint == control_vocabulary().fingerprint
+    with pytest.raises(ValueError, match="--vocabulary must be one of"):
+        make_tokenizer(ModelArguments(), DataArguments(vocabulary="nes"))
+
+
 def test_resume_from_checkpoint_gives_the_same_steps(folder_dataset, tmp_path):
     model_args = ModelArguments(**TINY_MODEL)
     data_args = DataArguments(dataset=str(folder_dataset), seq_length=64, stride=48, audio_stride=8,

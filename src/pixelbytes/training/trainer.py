@@ -23,6 +23,7 @@ from ..data.windows import PxByDataCollator, PxByWindowDataset
 from ..data.windows import _check_window_args as check_window_args
 from ..modeling_pixelbytes import PxBySequenceModel
 from ..tokenization_pixelbytes import ActionPixelBytesTokenizer
+from ..vocabulary import control_vocabulary, default_vocabulary, v1_vocabulary
 from .metrics import make_compute_metrics, preprocess_logits_for_metrics
 
 logger = logging.getLogger(__name__)
@@ -94,6 +95,11 @@ class DataArguments:
     frame_stride: int | None = field(default=None, metadata={"help": "Tokenizer: keep every n-th frame."})
     audio_stride: int = field(default=1, metadata={"help": "Tokenizer: keep every n-th audio time step."})
     audio_normalization: str = field(default="minmax", metadata={"help": "minmax, zscore or none."})
+    vocabulary: str = field(
+        default="default",
+        metadata={"help": "Token tables of a new tokenizer: 'default' (the published 151 ids), 'control' (the "
+                  "control experiments: bytes 0/1, 5 colours, 141 action levels) or 'v1' (113 ids, no levels)."},
+    )  # fmt: skip
     tokenized_cache_dir: str | None = field(
         default=None,
         metadata={"help": "Where to keep the tokenised Arrow store, reused only while the data files, tokenizer "
@@ -134,7 +140,11 @@ def make_tokenizer(model_args: ModelArguments, data_args: DataArguments) -> Acti
     """The tokenizer saved with ``model_name_or_path`` when continuing, else one from the data options."""
     if model_args.model_name_or_path:
         return ActionPixelBytesTokenizer.from_pretrained(model_args.model_name_or_path)
+    tables = {"default": default_vocabulary, "control": control_vocabulary, "v1": v1_vocabulary}
+    if data_args.vocabulary not in tables:
+        raise ValueError(f"--vocabulary must be one of {sorted(tables)}, got {data_args.vocabulary!r}")
     return ActionPixelBytesTokenizer(
+        vocabulary=tables[data_args.vocabulary](),
         image_stride=data_args.image_stride,
         frame_stride=data_args.frame_stride,
         audio_stride=data_args.audio_stride,
