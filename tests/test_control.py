@@ -326,3 +326,17 @@ def test_cli_build_dataset(tmp_path, capsys):
     assert "text" not in json.loads((out / "train" / "metadata.jsonl").read_text().splitlines()[0])
     with pytest.raises(SystemExit):
         main(["control", "evaluate"])  # --dataset / --output-dir are required
+
+
+def test_train_recipe_trains_on_the_control_vocabulary(tiny_dataset, tmp_path):
+    from pixelbytes import ActionPixelBytesTokenizer, PxBySequenceModel, control_vocabulary
+    from pixelbytes.control.recipe import train_recipe
+
+    out, _ = tiny_dataset
+    metrics = train_recipe(out, tmp_path / "model", objective="next_token", max_steps=2, batch_size=2, seq_length=64)
+    assert metrics["train_loss"] > 0
+    tokenizer = ActionPixelBytesTokenizer.from_pretrained(tmp_path / "model")
+    assert tokenizer.vocabulary.fingerprint == control_vocabulary().fingerprint
+    assert tokenizer.audio_normalization == "none"
+    model = PxBySequenceModel.from_pretrained(tmp_path / "model")  # checks the vocabulary saved beside it
+    assert model.config.vocab_fingerprint == control_vocabulary().fingerprint

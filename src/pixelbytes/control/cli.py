@@ -10,7 +10,9 @@ __all__ = ["control_main"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pixelbytes control", description="Setpoint following with PixelBytes.")
+    from ..cli import FlagParser  # both flag spellings (--output-dir / --output_dir), as every subcommand
+
+    parser = FlagParser(prog="pixelbytes control", description="Setpoint following with PixelBytes.")
     sub = parser.add_subparsers(dest="action", required=True)
     build = sub.add_parser("build-dataset", help="simulate plants x controllers into a dataset folder")
     build.add_argument("--output-dir", required=True)

@@ -1,8 +1,7 @@
 """The control recipe: build the dataset, train a small model on CPU, evaluate it beside PID / LQG / bang-bang.
 
-``train_recipe`` saves an untrained model with the control tokenizer and continues it with
-:func:`pixelbytes.training.run_training` (``pixelbytes train`` builds its tokenizer from the default vocabulary
-unless it continues a saved model, so this is how the control vocabulary reaches it). ``evaluate_recipe`` runs
+``train_recipe`` trains with :func:`pixelbytes.training.run_training` on the control vocabulary
+(``pixelbytes train --vocabulary control --audio_normalization none``). ``evaluate_recipe`` runs
 the model controller and the baselines on the dataset's held-out plants and writes ``results.json``, a Markdown
 table and plots of y(t) and u(t).
 """
@@ -53,8 +52,6 @@ def train_recipe(
     import torch
     from transformers import TrainingArguments
 
-    from ..configuration_pixelbytes import PxByConfig
-    from ..modeling_pixelbytes import PxBySequenceModel
     from ..training import DataArguments, ModelArguments, run_training
 
     if objective not in ("diffusion", "next_token"):
@@ -64,7 +61,6 @@ def train_recipe(
         raise FileNotFoundError(f"{train_dir}/metadata.jsonl not found: run `pixelbytes control build-dataset` first")
     start = time.perf_counter()
     out = Path(output_dir)
-    init = out / "init"
     # an audio-only view of the training split: the control vocabulary holds only the bytes 0 and 1, so the CSV
     # description would shrink to its digits 0 / 1, and the model controller's streams hold no text either
     view = out / "train_audio"
@@ -74,22 +70,17 @@ def train_recipe(
             if line.strip():
                 row = json.loads(line)
                 handle.write(json.dumps({"audio": str((train_dir / row["audio"]).resolve())}) + "\n")
-    tokenizer = control_tokenizer()
-    torch.manual_seed(seed)
-    config = PxByConfig.from_tokenizer(tokenizer, objective=objective, bidirectional=objective == "diffusion",
-                                       **RECIPE_MODEL)  # fmt: skip
-    PxBySequenceModel(config).save_pretrained(init)
-    tokenizer.save_pretrained(init)
     args = TrainingArguments(
         output_dir=str(out), max_steps=max_steps, per_device_train_batch_size=batch_size,
         per_device_eval_batch_size=batch_size, learning_rate=learning_rate, lr_scheduler_type="cosine",
         warmup_steps=min(20, max_steps // 10), logging_steps=25, eval_strategy="no", save_strategy="no",
         report_to=[], seed=seed, use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
     )  # fmt: skip
-    data = DataArguments(dataset=str(view), seq_length=seq_length, stride=seq_length // 2,
+    data = DataArguments(dataset=str(view), seq_length=seq_length, stride=seq_length // 2, vocabulary="control",
                          audio_normalization="none", validation_fraction=0.1, split_seed=seed,
                          time_budget_seconds=time_budget_seconds)  # fmt: skip
-    metrics = run_training(ModelArguments(model_name_or_path=str(init)), data, args)
+    model = ModelArguments(objective=objective, bidirectional=objective == "diffusion", **RECIPE_MODEL)
+    metrics = run_training(model, data, args)
     metrics["train_seconds"] = time.perf_counter() - start
     record = {"objective": objective, "max_steps": max_steps, "seed": seed, "model": RECIPE_MODEL, "metrics": metrics}
     (out / "recipe.json").write_text(json.dumps(record, indent=1, default=str))
