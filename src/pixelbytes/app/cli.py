@@ -126,6 +126,8 @@ def export_space(directory: str, model_dir: str | None = None, requirement: str 
 
 def app_main(argv: Sequence[str]) -> int:
     """Run ``pixelbytes app`` with ``argv``; exit code 2 (one line on stderr) for user errors."""
+    if not logging.getLogger().handlers:  # app.py of an exported Space calls this directly
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     parser = app_parser()
     args = parser.parse_args(list(argv))
     if args.port is not None and not 0 < args.port < 65536:
