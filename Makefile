@@ -16,6 +16,7 @@ demo: $(STAMP)
 	$(PYTHON) -m pixelbytes.cli demo --output-dir demo_output
 
 test: $(STAMP)
+	@if [ "$${PIXELBYTES_SKIP_BROWSER:-}" != 1 ]; then $(MAKE) --no-print-directory browser-deps; fi
 	$(PYTHON) -m ruff check src tests benchmarks examples
 	$(PYTHON) -m pytest
 
@@ -39,3 +40,4 @@ bench: $(STAMP)
 	$(PYTHON) benchmarks/bench_backbones.py
 	$(PYTHON) benchmarks/bench_limits.py
 	$(PYTHON) benchmarks/bench_batch.py
+	$(PYTHON) benchmarks/bench_gpu.py
