@@ -194,7 +194,10 @@ def format_table(summary: dict[str, dict[str, float]]) -> str:
 
 def plot_trajectories(trajectories: dict[str, Trajectory], path: str | Path, title: str = "") -> Path:
     """Plot y(t) (with the setpoint) and u(t) of several controllers on one plant to ``path`` (PNG)."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError as err:
+        raise ImportError("plotting needs matplotlib: pip install pixelbytes[control]") from err
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
