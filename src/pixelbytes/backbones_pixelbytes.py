@@ -707,11 +707,6 @@ class MambaBackbone(_StateSpaceStack):
     def _layer(
         self, i: int, x: torch.Tensor, mask: torch.Tensor | None, layer_state: Any, use_cache: bool
     ) -> tuple[torch.Tensor, Any]:
-        return self._block(i, x, mask, layer_state, use_cache)
-
-    def _block(
-        self, i: int, x: torch.Tensor, mask: torch.Tensor | None, layer_state: Any, use_cache: bool
-    ) -> tuple[torch.Tensor, Any]:
         """Block ``i``: ``x + dropout(mixer(norm(x)))`` (plus the time-flipped mixer when bidirectional)."""
         block = self.layers[i]
         residual = x.float() if block.residual_in_fp32 else x
@@ -786,11 +781,6 @@ class V1MambaBackbone(_StateSpaceStack):
         return self.dropout(x)
 
     def _layer(
-        self, i: int, x: torch.Tensor, mask: torch.Tensor | None, layer_state: Any, use_cache: bool
-    ) -> tuple[torch.Tensor, Any]:
-        return self._mixer_layer(i, x, mask, layer_state, use_cache)
-
-    def _mixer_layer(
         self, i: int, x: torch.Tensor, mask: torch.Tensor | None, layer_state: Any, use_cache: bool
     ) -> tuple[torch.Tensor, Any]:
         run = {"use_mambapy": self.use_mambapy, "allow_transformers": self.use_transformers_mixer_on_cuda}
