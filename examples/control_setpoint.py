@@ -1,7 +1,7 @@
 """Setpoint following: build a small control dataset, compare PID / LQG / bang-bang (and a trained model).
 
-python examples/control_setpoint.py --output /tmp/control_example               # baselines only, ~15 s
-python examples/control_setpoint.py --output /tmp/control_example --model RUN   # + a `train-recipe` model
+python examples/control_setpoint.py --output runs/control_example               # baselines only, ~15 s
+python examples/control_setpoint.py --output runs/control_example --model RUN   # + a `train-recipe` model
 
 The full recipe (README, "Control (setpoint following)"):
 pixelbytes control build-dataset --output-dir runs/ctl_data --n-plants 60 --seed 0

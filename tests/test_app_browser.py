@@ -1,8 +1,8 @@
 """The app in a real browser: headless Chromium (Debian's ``chromium`` + ``chromium-driver``) driven by selenium.
 
 Starts the app on 127.0.0.1 (a free port, in a background thread) with a tiny random model, types a caption,
-clicks Generate, waits for the sprite <img> and the cry <audio>, saves a screenshot (the pytest tmp dir, and
-/tmp/pixelbytes_app_screenshot.png) and checks the DOM.
+clicks Generate, waits for the sprite <img> and the cry <audio>, saves a screenshot (in the pytest tmp dir, and
+copied into ``$PIXELBYTES_SCREENSHOT_DIR`` when that is set) and checks the DOM.
 
 Never skipped in CI: it FAILS when Chromium / chromedriver / selenium are missing (``.ci/run`` installs them:
 ``apt-get install -y chromium chromium-driver``). Set ``PIXELBYTES_SKIP_BROWSER=1`` to skip it on purpose.
@@ -21,7 +21,8 @@ import pytest
 from pixelbytes import ActionPixelBytesTokenizer
 from tiny_models import tiny_model
 
-SCREENSHOT_COPY = Path("/tmp/pixelbytes_app_screenshot.png")
+#: where to keep a copy of the screenshot after the test (unset: only the pytest tmp dir)
+SCREENSHOT_DIR = os.environ.get("PIXELBYTES_SCREENSHOT_DIR")
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -136,8 +137,9 @@ def test_app_in_headless_chromium(tmp_path):
         time.sleep(0.3)  # let the player lay out before the screenshot
         shot = tmp_path / "pixelbytes_app_screenshot.png"
         assert driver.save_screenshot(str(shot)), "the screenshot was not written"
-        if SCREENSHOT_COPY.parent.is_dir():
-            shutil.copyfile(shot, SCREENSHOT_COPY)
+        if SCREENSHOT_DIR:
+            Path(SCREENSHOT_DIR).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(shot, Path(SCREENSHOT_DIR) / shot.name)
 
         assert (gif.startswith(("data:", "blob:", "http://127.0.0.1")) and "file" in gif) or gif.startswith("data:")
         assert audio.startswith(("data:", "blob:", "http://127.0.0.1"))
