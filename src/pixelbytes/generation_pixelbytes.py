@@ -109,7 +109,7 @@ class PxByCache:
         prompt_mask: torch.Tensor | None,
         token_classes: np.ndarray,
         audio_channels: int,
-        reorder_state: Callable[[dict, torch.LongTensor], dict] | None = None,
+        reorder_state: Callable[[dict, torch.LongTensor], dict],
     ) -> None:
         self.states: dict[str, list[torch.Tensor]] = {key: list(value) for key, value in states.items()}
         self.device = prompt_ids.device
@@ -121,7 +121,7 @@ class PxByCache:
         )
         self._token_classes, self._audio_channels = token_classes, audio_channels
         self._tracker: BatchLayoutTracker | None = None
-        self._reorder_state = reorder_state or _select_rows
+        self._reorder_state = reorder_state  # the backbone's (PxByBackbone.reorder_state)
         if "caption_memory" in self.states:
             self.caption_memory_idle = not bool((self.states["caption_memory"][2][:, 1] >= 0).any())
 
@@ -165,10 +165,6 @@ class PxByCache:
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         self.reorder_cache(indices)
-
-
-def _select_rows(states: dict[str, list[torch.Tensor]], index: torch.LongTensor) -> dict[str, list[torch.Tensor]]:
-    return {key: [t.index_select(0, index.to(t.device)) for t in tensors] for key, tensors in states.items()}
 
 
 # --------------------------------------------------------------------------------------------------
