@@ -3,6 +3,7 @@
 pixelbytes demo --output-dir demo_output          # train a small model on the embedded demo data
 pixelbytes train --dataset DIR --output_dir out   # every TrainingArguments flag; --config file.yaml
 pixelbytes generate --model out --prompt "a small red heart blinking on black" --image-size 16 16 --frames 2
+pixelbytes evaluate --model out --data DIR        # held-out bits per unit vs codecs, protocols, figures
 
 Every long option takes both spellings (``--image-size`` / ``--image_size``). ``pixelbytes --help`` and
 ``--version`` import neither torch nor transformers (the package loads lazily in this process, see
@@ -250,6 +251,18 @@ def _control(argv: Sequence[str]) -> int:
     return control_main(argv)
 
 
+def _evaluate(argv: Sequence[str]) -> int:
+    from .evaluation.cli import evaluate_main
+
+    return evaluate_main(argv)
+
+
+def _tokenize(argv: Sequence[str]) -> int:
+    from .evaluation.cli import tokenize_main
+
+    return tokenize_main(argv)
+
+
 def _app(argv: Sequence[str]) -> int:
     from .app.cli import app_main  # gradio is imported only when the app is served
 
@@ -260,6 +273,8 @@ COMMANDS = {
     "demo": (_demo, "train a small model on the embedded demo dataset and evaluate caption -> sprite"),
     "train": (_train, "train / fine-tune with transformers.Trainer (all TrainingArguments flags)"),
     "generate": (_generate, "generate text / sprites / sound from a prompt with a trained model"),
+    "evaluate": (_evaluate, "bits per pixel / sample / character vs xz, GIF, PNG, FLAC; the papers' protocols"),
+    "tokenize": (_tokenize, "write a dataset's token ids as a compact parquet file (for machines without it)"),
     "app": (_app, "Gradio app: caption -> streamed sprite + cry, rectangle edits; --export a Space (pixelbytes[app])"),
     "control": (_control, "setpoint following: build-dataset | train-recipe | evaluate (pixelbytes[control])"),
 }

@@ -37,12 +37,48 @@ __all__ = [
     "decode_audio",
     "decode_image",
     "load_samples",
+    "save_tokenized",
     "stream_lengths",
     "tokenization_fingerprint",
     "tokenize_samples",
 ]
 
 MODALITY_COLUMNS = ("text", "image", "audio")
+#: columns of a pre-tokenised file written by :func:`save_tokenized`
+PRETOKENIZED_COLUMNS = ("input_ids", "tokenizer_key", "length")
+
+
+def tokenizer_key(tokenizer: Any) -> str:
+    """A short key of everything ids depend on (encoding settings + vocabulary), stored with pre-tokenised data.
+    The size limits (``max_*``) only decide which samples are accepted, not their ids: they are left out."""
+    settings = {k: v for k, v in tokenizer.encoding_settings.items() if not k.startswith("max_")}
+    state = {"settings": settings, "vocabulary": tokenizer.vocabulary.fingerprint}
+    return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def save_tokenized(tokenized: Any, path: str | os.PathLike, tokenizer: Any) -> Path:
+    """Write a tokenised store (:func:`tokenize_samples`) as a compact parquet file of ids (uint8 when the
+    vocabulary fits in a byte) with the tokenizer's key on every row, for machines without the raw files;
+    :func:`load_samples` reads it back and :func:`tokenize_samples` checks the key and derives the contexts."""
+    import datasets
+
+    path = Path(path)
+    if path.suffix != ".parquet":
+        raise ValueError(f"pre-tokenised data is written as .parquet, got {path}")
+    dtype = "uint8" if tokenizer.vocabulary.vocab_size <= 256 else "uint16"
+    key = tokenizer_key(tokenizer)
+    plain = tokenized.with_format(None)
+    table = datasets.Dataset.from_dict(
+        {"input_ids": plain["input_ids"], "tokenizer_key": [key] * len(plain), "length": plain["length"]},
+        features=datasets.Features({
+            "input_ids": datasets.Sequence(datasets.Value(dtype)),
+            "tokenizer_key": datasets.Value("string"),
+            "length": datasets.Value("int64"),
+        }),
+    )  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(str(path))
+    return path
 
 
 def _read_wav_stdlib(source: Any) -> tuple[np.ndarray, int]:
@@ -212,6 +248,8 @@ def load_samples(source: str | os.PathLike, split: str = "train", strict: bool =
         raise ValueError(f"{path} is neither a folder with metadata.jsonl nor a .parquet / .arrow file")
     else:
         ds = datasets.load_dataset(os.fspath(source), split=split)
+    if "input_ids" in ds.column_names:  # pre-tokenised (save_tokenized): ids, their tokenizer's key, lengths
+        return ds.select_columns([c for c in PRETOKENIZED_COLUMNS if c in ds.column_names])
     present = [c for c in MODALITY_COLUMNS if c in ds.column_names]
     if not present:
         raise ValueError(f"{source}: no text / image / audio column (columns: {ds.column_names})")
@@ -255,6 +293,8 @@ def tokenize_samples(
     (and reused from) that Arrow file, so windows are later read from disk, not RAM: name it after
     :func:`tokenization_fingerprint` so that it is never reused for other tokens.
     """
+    if "input_ids" in dataset.column_names:
+        return _contexts_of_pretokenized(dataset, tokenizer, cache_file_name, desc)
     failures: list[str] = []
     if cache_file_name is not None and os.path.exists(cache_file_name):
         logger.info("reusing the tokenised store %s", cache_file_name)
@@ -282,6 +322,33 @@ def tokenize_samples(
         logger.warning("skipped %d unreadable sample(s): %s", len(failures), "; ".join(failures[:5]))
     kept = tokenized.filter(lambda n: n > 0, input_columns="length")
     return kept.with_format("numpy")
+
+
+def _contexts_of_pretokenized(dataset: Any, tokenizer: Any, cache_file_name: str | None, desc: str) -> Any:
+    """The store of pre-tokenised rows: their tokenizer key is checked, the contexts derived from the ids."""
+    from ..layout import stream_contexts
+
+    expected = tokenizer_key(tokenizer)
+    keys = set(dataset["tokenizer_key"]) if "tokenizer_key" in dataset.column_names else {None}
+    if keys != {expected}:
+        raise ValueError(
+            f"tokenizer/data mismatch: these pre-tokenised ids were made by another tokenizer (key "
+            f"{sorted(map(str, keys))}, this one is {expected}): re-tokenise the raw data with this tokenizer"
+        )
+    vocab_size = tokenizer.vocabulary.vocab_size
+
+    def encode(row: dict[str, Any], idx: int) -> dict[str, Any]:
+        ids = np.asarray(row["input_ids"], dtype=np.int64)
+        if ids.size and ids.max() >= vocab_size:
+            raise ValueError(f"sample {idx}: id {int(ids.max())} is outside the tokenizer's {vocab_size} ids")
+        ctx = stream_contexts(ids, tokenizer.token_classes, tokenizer.audio_channels)[1:]
+        return {"input_ids": ids.astype(np.int32), "context_ids": ctx.astype(np.int32).reshape(-1), "length": len(ids)}
+
+    tokenized = dataset.map(
+        encode, with_indices=True, remove_columns=dataset.column_names, cache_file_name=cache_file_name,
+        load_from_cache_file=cache_file_name is not None, writer_batch_size=64, desc=f"{desc} (contexts)",
+    )  # fmt: skip
+    return tokenized.filter(lambda n: n > 0, input_columns="length").with_format("numpy")
 
 
 def stream_lengths(tokenized: Any) -> list[int]:
