@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FlagParser", "check_model_path", "main"]
+__all__ = ["FlagParser", "check_model_path", "config_arguments", "main"]
 
 logger = logging.getLogger("pixelbytes")
 
@@ -60,6 +60,27 @@ def check_model_path(value: str) -> str | None:
     return f"model path {value!r} does not exist"
 
 
+def config_arguments(path: str) -> list[str]:
+    """The options of a ``--config`` YAML / JSON file (a flat mapping of ``train`` options) as command-line flags,
+    so that flags given after it override the file: ``pixelbytes train --config recipe.yaml --output_dir x``."""
+    text = Path(path).read_text()
+    if path.endswith((".yaml", ".yml")):
+        import yaml
+
+        options = yaml.safe_load(text)
+    else:
+        options = json.loads(text)
+    if not isinstance(options, dict):
+        raise ValueError(f"{path} must hold a mapping of option: value, got {type(options).__name__}")
+    flags: list[str] = []
+    for key, value in options.items():
+        if value is None:  # the option's default
+            continue
+        values = value if isinstance(value, list) else [value]
+        flags += [f"--{key}", *(str(v) for v in values)]
+    return flags
+
+
 def _train(argv: Sequence[str]) -> int:
     from transformers import HfArgumentParser, TrainingArguments
 
@@ -72,14 +93,11 @@ def _train(argv: Sequence[str]) -> int:
         at = argv.index("--config")
         if at + 1 >= len(argv):
             parser.error("--config needs a YAML or JSON file")
-        path = argv[at + 1]
-        rest = argv[:at] + argv[at + 2 :]
-        if rest:
-            parser.error(f"--config cannot be combined with other arguments: {rest}")
-        loader = parser.parse_yaml_file if path.endswith((".yaml", ".yml")) else parser.parse_json_file
-        model_args, data_args, training_args = loader(path)
-    else:
-        model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+        try:
+            argv = config_arguments(argv[at + 1]) + argv[:at] + argv[at + 2 :]  # later flags override the file
+        except (OSError, ValueError) as err:
+            parser.error(f"--config: {err}")
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     try:
         check_data_arguments(data_args)
     except ValueError as err:

@@ -25,13 +25,9 @@ import numpy as np
 import torch
 
 from ..layout import batch_windows
-from .similarity import sequence_similarity, summarize
+from .similarity import V1_WINDOW_KEEP, sequence_similarity, summarize
 
-__all__ = ["STRUCTURAL_WINDOW_CELLS", "table2_accuracies", "v1_segments", "v1_table1"]
-
-#: window cells that are zero for every token (the right neighbour and the row below)
-STRUCTURAL_WINDOW_CELLS = (5, 6, 7, 8)
-
+__all__ = ["table2_accuracies", "v1_segments", "v1_table1"]
 
 def v1_segments(length: int, context: int = 64, steps: int = 16) -> np.ndarray:
     """``(n, context + steps)`` indices of the v1 segments of an item of ``length`` tokens (starts every
@@ -76,8 +72,7 @@ def v1_table1(
     if len(rows) == 0:
         raise ValueError("no segments to evaluate: the item list is empty")
     classes, channels = model.embeddings.token_classes, model.config.audio_channels
-    keep = np.ones(9, dtype=bool)
-    keep[list(STRUCTURAL_WINDOW_CELLS)] = False
+    keep = np.tile(V1_WINDOW_KEEP, steps)  # (steps·9,): the cells that can differ
     published: list[dict[str, float]] = []
     corrected: list[dict[str, float]] = []
     for first in range(0, len(rows), batch_size):
@@ -87,7 +82,7 @@ def v1_table1(
         true_windows = batch_windows(batch, classes, channels)[:, context:]  # (b, steps, 9)
         for g, t in zip(gen_windows, true_windows):
             published.append(sequence_similarity(g.reshape(-1), t.reshape(-1)))
-            corrected.append(sequence_similarity(g.reshape(-1), t.reshape(-1), keep=np.tile(keep, steps)))
+            corrected.append(sequence_similarity(g.reshape(-1), t.reshape(-1), keep=keep))
         if progress is not None:
             progress(len(batch))
     result = {"published": summarize(published), "corrected": summarize(corrected)}
