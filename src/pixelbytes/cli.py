@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FlagParser", "check_model_path", "config_arguments", "main"]
+__all__ = ["FlagParser", "check_model_path", "config_arguments", "data_slicing", "main"]
 
 logger = logging.getLogger("pixelbytes")
 
@@ -41,6 +41,19 @@ class FlagParser(argparse.ArgumentParser):
                     if alt not in names:
                         names.append(alt)
         return super().add_argument(*names, **kwargs)
+
+
+def data_slicing(value: str) -> int | dict[str, int]:
+    """``N`` (image and audio strides) or ``IMAGE,AUDIO`` → the tokenizer's ``data_slicing``."""
+    parts = [p.strip() for p in value.strip("()").split(",")]
+    try:
+        numbers = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or IMAGE,AUDIO strides, got {value!r}") from None
+    if len(numbers) not in (1, 2) or min(numbers) < 1:
+        raise argparse.ArgumentTypeError(f"expected N or IMAGE,AUDIO positive strides, got {value!r}")
+    return numbers[0] if len(numbers) == 1 else {"image": numbers[0], "audio": numbers[1]}
+
 
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")

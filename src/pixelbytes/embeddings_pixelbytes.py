@@ -298,7 +298,6 @@ class PxByInputEmbedder(nn.Module):
         self.kind = config.embedding
         self.tokens = kinds[config.embedding](config)
         self.tokens_rows = embedding_rows(config)  # ids the neighbourhood tables accept (the mask id included)
-        self.tokens_rows = embedding_rows(config)  # ids the neighbourhood tables accept (the mask id included)
         self.grid = GridPositionEmbedding(config) if config.grid_position_size else None
         self.token_classes = token_classes_for_sizes(config.num_bytes, config.num_colors, config.num_levels)
         self.audio_channels = config.audio_channels

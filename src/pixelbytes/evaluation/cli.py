@@ -11,23 +11,11 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from ..cli import FlagParser, check_model_path
+from ..cli import FlagParser, check_model_path, data_slicing
 
 __all__ = ["evaluate_main", "tokenize_main"]
 
 logger = logging.getLogger(__name__)
-
-
-def data_slicing(value: str) -> int | dict[str, int]:
-    """``N`` (image and audio strides) or ``IMAGE,AUDIO`` → the tokenizer's ``data_slicing``."""
-    parts = [p.strip() for p in value.strip("()").split(",")]
-    try:
-        numbers = [int(p) for p in parts]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected N or IMAGE,AUDIO strides, got {value!r}") from None
-    if len(numbers) not in (1, 2) or min(numbers) < 1:
-        raise argparse.ArgumentTypeError(f"expected N or IMAGE,AUDIO positive strides, got {value!r}")
-    return numbers[0] if len(numbers) == 1 else {"image": numbers[0], "audio": numbers[1]}
 
 
 def evaluate_parser() -> argparse.ArgumentParser:
