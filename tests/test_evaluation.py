@@ -21,6 +21,7 @@ from pixelbytes.evaluation.protocols import v1_segments, v1_table1
 from pixelbytes.evaluation.runner import EvaluationOptions, run_evaluation
 from pixelbytes.evaluation.scoring import check_scorable, modality_of_tokens, score_streams
 from pixelbytes.evaluation.similarity import sequence_similarity
+from pixelbytes.hub.eval_results import load_eval_results, model_index_metrics
 from pixelbytes.layout import AUDIO, IMAGE, TEXT, batch_windows, stream_blocks
 from pixelbytes.vocabulary import control_vocabulary
 from tiny_models import layout_stream, tiny_model
@@ -208,6 +209,9 @@ def test_evaluate_command_writes_results_report_and_figures(tmp_path, saved_mode
     for name in results["figures"].values():
         assert Image.open(out / name).size[0] > 0
     assert "## Bits per unit" in (out / "evaluation_report.md").read_text()
+    card_metrics = model_index_metrics(load_eval_results(out / "eval_results.json"))  # what the model card shows
+    assert card_metrics["image_bits_per_pixel"] == results["metrics"]["image_bits_per_pixel"]
+    assert results["protocols"]["v1_table1_corrected"]["segments"][0] == 8
 
 
 def test_evaluate_scores_the_same_with_pretokenised_data(tmp_path, saved_model):

@@ -76,8 +76,10 @@ def evaluate_main(argv: Sequence[str]) -> int:
           f"{results['runtime_seconds']:.0f} s on {results['machine']}")  # fmt: skip
     if results.get("metrics") or results.get("baselines"):
         print(format_table(results))
-    for variant, row in results.get("protocols", {}).get("v1_table1", {}).items():
-        print(f"v1 Table 1 ({variant}, {int(row['segments'][0])} segments): " + ", ".join(
+    for name, row in results.get("protocols", {}).items():
+        if not name.startswith("v1_table1_"):
+            continue
+        print(f"v1 Table 1 ({name.removeprefix('v1_table1_')}, {int(row['segments'][0])} segments): " + ", ".join(
             f"{m} {row[m][0]:.3f} ± {row[m][1]:.3f}" for m in ("hamming", "cosine", "bleu")))  # fmt: skip
     if "context_accuracy" in results.get("metrics", {}):
         print(f"6-slot accuracy {results['metrics']['context_accuracy']:.4f} (slot 5: "

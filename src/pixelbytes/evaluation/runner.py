@@ -10,7 +10,6 @@ papers' protocols (:mod:`.protocols`) and draws the figures (:mod:`.figures`). I
 
 from __future__ import annotations
 
-import json
 import logging
 import platform
 import time
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..hub.eval_results import write_eval_results
 from .baselines import codec_baselines
 from .protocols import table2_accuracies, v1_table1
 from .scoring import MODALITY_UNITS, check_scorable, score_streams
@@ -183,7 +183,8 @@ def _report(results: dict[str, Any]) -> str:
     if "context_accuracy" in results.get("metrics", {}):
         parts += [f"6-slot accuracy (v2 Table 2's figure): {results['metrics']['context_accuracy']:.4f}; slot-5 "
                   f"(next token): {results['metrics']['accuracy']:.4f}.", ""]  # fmt: skip
-    v1 = results.get("protocols", {}).get("v1_table1")
+    v1 = {name.removeprefix("v1_table1_"): row for name, row in results.get("protocols", {}).items()
+          if name.startswith("v1_table1_")}  # fmt: skip
     if v1:
         parts += ["## v1 Table 1 protocol (64 tokens → 16 greedy steps)", "",
                   "| variant | segments | Hamming ↓ | cosine ↑ | BLEU ↑ |", "|---|---|---|---|---|"]  # fmt: skip
@@ -230,7 +231,8 @@ def run_evaluation(options: EvaluationOptions) -> dict[str, Any]:
         total = min(total, options.v1_max_segments or total)
         with _progress(total, "v1 Table 1", "seg") as bar:
             table = v1_table1(model, streams, max_segments=options.v1_max_segments, progress=bar.update)
-        results.setdefault("protocols", {})["v1_table1"] = table
+        for variant, row in table.items():  # flat, as the model card lists protocols
+            results.setdefault("protocols", {})[f"v1_table1_{variant}"] = row
     if "figures" in options.protocols:
         results["figures"] = _figures(model, tokenizer, streams, results, out_dir, options)
     results["runtime_seconds"] = time.perf_counter() - started
@@ -238,7 +240,7 @@ def run_evaluation(options: EvaluationOptions) -> dict[str, Any]:
     if model.device.type == "cuda":
         device = torch.cuda.get_device_name(model.device)
     results["machine"] = f"{platform.machine()} {torch.get_num_threads()} threads, {device}"
-    (out_dir / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_eval_results(out_dir, results)
     (out_dir / "evaluation_report.md").write_text(_report(results) + "\n")
     return results
 
