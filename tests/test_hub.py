@@ -1,5 +1,6 @@
 """Hub integration: remote code without the package, offline Hub ids, push_to_hub (fake API and mock HTTP),
-model cards, and the `convert` / `export-remote-code` / `card` CLI commands. No network is used."""
+model cards, and the `convert` / `export-remote-code` / `card` CLI commands. No network is used (shared helpers:
+hub_helpers.py; `publish`: test_publish.py)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,8 @@ import argparse
 import base64
 import json
 import logging
-import os
 import re
 import shutil
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 from types import SimpleNamespace
 from unittest import mock
@@ -28,6 +25,7 @@ from huggingface_hub.errors import EntryNotFoundError
 from PIL import Image
 from safetensors.torch import load, load_file
 
+from hub_helpers import REMOTE_SCRIPT, FakeApi, populate_hub_cache, run_python
 from pixelbytes import ActionPixelBytesTokenizer, PxByConfig, PxBySequenceModel
 from pixelbytes.hub import (
     REMOTE_CODE_MODULES,
@@ -38,10 +36,10 @@ from pixelbytes.hub import (
     render_model_card,
 )
 from pixelbytes.hub.cli_commands import HUB_COMMANDS, add_hub_commands
+from tiny_models import tiny_model
 
 ORIGINAL = Path(__file__).parent / "fixtures" / "original"
 PROMPT = "a red heart"
-REV = "0123456789abcdef0123456789abcdef01234567"
 MODEL_FILES = {"config.json", "generation_config.json", "model.safetensors"}
 TOKENIZER_FILES = {"tokenizer_config.json", "pxby_vocab.json"}
 CODE_FILES = {f"{name}.py" for name in REMOTE_CODE_MODULES}
@@ -49,9 +47,7 @@ CODE_FILES = {f"{name}.py" for name in REMOTE_CODE_MODULES}
 
 @pytest.fixture(scope="module")
 def tiny():
-    torch.manual_seed(0)
-    model = PxBySequenceModel(PxByConfig(embed_size=12, hidden_size=16, num_hidden_layers=2)).eval()
-    return model, ActionPixelBytesTokenizer()
+    return tiny_model(seed=0), ActionPixelBytesTokenizer()
 
 
 @pytest.fixture(scope="module")
@@ -75,33 +71,6 @@ def reference_outputs(model, tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
     with torch.no_grad():
         logits = model(**enc).logits
     return logits, model.generate(**enc, max_new_tokens=6, do_sample=False)
-
-
-def populate_hub_cache(src: Path, repo_id: str, hub_cache: Path, rev: str = REV) -> None:
-    """A hand-made Hub cache entry: models--owner--name/{refs/main, snapshots/<rev>/<files>}."""
-    repo = hub_cache / ("models--" + repo_id.replace("/", "--"))
-    (repo / "refs").mkdir(parents=True, exist_ok=True)
-    (repo / "refs" / "main").write_text(rev)
-    shutil.copytree(src, repo / "snapshots" / rev, dirs_exist_ok=True)
-
-
-def run_python(script: str, tmp_path: Path, *, isolated: bool) -> dict:
-    """Run ``script`` in a fresh interpreter, offline, with HF_HOME / HF_MODULES_CACHE under ``tmp_path``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "PYTHON", "TRANSFORMERS_"))}
-    env |= {
-        "HF_HOME": str(tmp_path / "hf"),
-        "HF_MODULES_CACHE": str(tmp_path / "hf" / "modules"),
-        "HF_HUB_OFFLINE": "1",
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-    }
-    path = tmp_path / "script.py"
-    result_path = tmp_path / "result.pt"
-    path.write_text(textwrap.dedent(script))
-    command = [sys.executable, *(["-I"] if isolated else []), str(path), str(result_path)]
-    proc = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return torch.load(result_path, weights_only=False)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -150,35 +119,6 @@ def test_export_with_code_repo_points_at_it(tiny, tmp_path):
     assert config["auto_map"]["AutoModel"] == "pxby-org/pxby-code--modeling_pixelbytes.PxBySequenceModel"
     with pytest.raises(FileNotFoundError, match=r"no config.json"):
         add_remote_code(tmp_path / "missing")
-
-
-REMOTE_SCRIPT = """
-import importlib, os, sys
-# pixelbytes must NOT be importable: drop every path entry holding the package and editable-install finders
-sys.path[:] = [p for p in sys.path if not os.path.isdir(os.path.join(p or ".", "pixelbytes"))]
-sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(type(f)).lower()]
-try:
-    import pixelbytes  # noqa: F401
-    importable = True
-except ImportError:
-    importable = False
-import torch
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
-
-result = {"pixelbytes_importable": importable}
-for key, ref in (("dir", sys.argv[2]), ("hub", "pxby-org/tiny-remote")):
-    model = AutoModel.from_pretrained(ref, trust_remote_code=True).eval()
-    tokenizer = AutoTokenizer.from_pretrained(ref, trust_remote_code=True)
-    enc = tokenizer("%s", return_tensors="pt")
-    with torch.no_grad():
-        result[key + "_logits"] = model(**enc).logits
-    result[key + "_generated"] = model.generate(**enc, max_new_tokens=6, do_sample=False)
-    result[key + "_module"] = type(model).__module__
-    result[key + "_tokenizer"] = type(tokenizer).__module__
-result["causal_lm"] = type(AutoModelForCausalLM.from_pretrained(sys.argv[2], trust_remote_code=True)).__name__
-result["config"] = type(AutoConfig.from_pretrained(sys.argv[2], trust_remote_code=True)).__name__
-torch.save(result, sys.argv[1])
-"""
 
 
 def test_remote_code_loads_and_generates_without_the_package(tiny, remote, tmp_path):
@@ -270,26 +210,6 @@ def test_offline_hub_ids_our_format_and_original_layout(tiny, saved, tmp_path):
 # -------------------------------------------------------------------------------------------------
 # push_to_hub
 # -------------------------------------------------------------------------------------------------
-class FakeApi:
-    """Records create_repo / create_commit like sentence-transformers' HfApi mocks."""
-
-    def __init__(self, token=None):
-        self.repos: list[dict] = []
-        self.commits: list[dict] = []
-
-    def create_repo(self, repo_id, **kwargs):
-        self.repos.append({"repo_id": repo_id, **kwargs})
-        return SimpleNamespace(repo_id=repo_id)
-
-    def create_commit(self, repo_id, operations, **kwargs):
-        files = {}
-        for op in operations:
-            source = op.path_or_fileobj
-            files[op.path_in_repo] = Path(source).read_bytes() if isinstance(source, str) else source
-        self.commits.append({"repo_id": repo_id, "files": files, **kwargs})
-        return SimpleNamespace(commit_url=f"https://huggingface.co/{repo_id}/commit/{'a' * 40}")
-
-
 def test_push_model_uploads_model_tokenizer_and_card(tiny):
     api = FakeApi()
     info = push_model(*tiny, "me/pxby-tiny", api=api, private=True, card_kwargs={"datasets": ["me/data"]})
@@ -458,6 +378,7 @@ def test_card_metadata_gallery_training_and_metrics(tiny, saved, tmp_path):
     text = card.text
     assert '<audio controls src="samples/cry.wav">' in text and "![a red heart](samples/heart.gif)" in text
     assert "| optimizer steps | 120 |" in text and "| final eval loss | 2.4 |" in text
+    assert "initial learning rate" not in text  # only the configured rate (training_summary.json) is "initial"
     assert "| parameters | 6,965 |" in text and "ffurfaro/aPixelBytes-Pokemon" in text
     assert "## Limitations" in text and "trust_remote_code=True" not in text.split("## Limitations")[0]
 
@@ -559,7 +480,8 @@ def test_cli_export_remote_code(saved, tmp_path, capsys):
 def test_cli_card(saved, tmp_path, capsys):
     directory = tmp_path / "model"
     shutil.copytree(saved, directory)
-    (directory / "eval_results.json").write_text(json.dumps({"eval_loss": 3.0, "eval_samples_per_second": 9.0}))
+    results = {"dataset": {"name": "me/data", "split": "validation", "num_items": 3}, "metrics": {"loss": 3.0}}
+    (directory / "eval_results.json").write_text(json.dumps(results))
     samples = write_samples(tmp_path / "gen")
     args = parse(
         "card",
@@ -574,7 +496,9 @@ def test_cli_card(saved, tmp_path, capsys):
     assert args.func(args) == 0
     card = ModelCard.load(directory / "README.md")
     assert card.data.pipeline_tag == "text-to-image" and card.data.datasets == ["me/data"]
-    assert [r.metric_name for r in card.data.eval_results] == ["eval_loss"]
+    assert [(r.metric_name, r.dataset_name, r.dataset_split) for r in card.data.eval_results] == [
+        ("loss", "me/data", "validation")
+    ]
     assert card.data.widget == [{"text": "a red heart", "output": {"url": "samples/heart.gif"}}]
     args = parse("card", directory, "--metrics", tmp_path / "missing.json")
     assert args.func(args) == 1 and "error" in capsys.readouterr().err
@@ -583,7 +507,7 @@ def test_cli_card(saved, tmp_path, capsys):
 
 
 def test_hub_commands_for_the_console_script(saved, tmp_path, capsys):
-    assert set(HUB_COMMANDS) == {"convert", "export-remote-code", "card"}
+    assert set(HUB_COMMANDS) == {"convert", "export-remote-code", "card", "publish"}
     run, help_text = HUB_COMMANDS["export-remote-code"]
     assert help_text and run([str(saved), str(tmp_path / "a")]) == 0
     assert (tmp_path / "a" / "modeling_pixelbytes.py").is_file()

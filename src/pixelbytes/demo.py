@@ -394,6 +394,12 @@ def run_demo(
     metrics["all_goals_met"] = all(goal["met"] for goal in metrics["goals"].values())
     metrics["total_seconds"] = round(time.perf_counter() - total_start, 1)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    try:  # model/README.md + eval_results.json (held-out metrics): needs the hub extra (huggingface_hub, jinja2)
+        from .hub.demo_card import write_demo_card
+
+        write_demo_card(model, tokenizer, out, metrics, vars(args))
+    except ImportError as err:
+        logger.warning("demo: no model card written (%s): install pixelbytes[hub]", err)
     _print_table(metrics, out)
     return metrics
 

@@ -1,4 +1,5 @@
-"""Hugging Face Hub tools: remote-code export, model cards, push, CLI commands (DESIGN §9).
+"""Hugging Face Hub tools: remote-code export, model cards, the eval_results.json schema, release folders
+(``publish``), push, CLI commands (DESIGN §9).
 
 Not imported by ``import pixelbytes`` (it needs ``huggingface_hub``'s card / upload machinery and Jinja). Its
 names load lazily, so ``pixelbytes.hub.cli_commands`` (the command list of ``pixelbytes --help``) stays light.
@@ -13,6 +14,12 @@ _WHERE = {
     "DEFAULT_TAGS": "cards",
     "default_template_path": "cards",
     "render_model_card": "cards",
+    "load_eval_results": "eval_results",
+    "make_eval_results": "eval_results",
+    "write_eval_results": "eval_results",
+    "publish_release": "publish",
+    "push_folder": "publish",
+    "read_card_source": "publish",
     "push_model": "push",
     "REMOTE_CODE_MODULES": "remote_code",
     "add_remote_code": "remote_code",

@@ -1,4 +1,4 @@
-"""``pixelbytes convert`` / ``export-remote-code`` / ``card``: the Hub sub-commands of the console script.
+"""``pixelbytes convert`` / ``export-remote-code`` / ``card`` / ``publish``: the Hub sub-commands of the console script.
 
 :func:`add_hub_commands` registers them on an ``argparse`` sub-parser collection; each parser gets
 ``func=<command>``, a function taking the parsed :class:`argparse.Namespace` and returning an exit code,
@@ -8,7 +8,6 @@ so the commands can also be called directly (tests). Heavy imports happen inside
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import shutil
 import sys
@@ -20,7 +19,7 @@ from ..cli import FlagParser
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["HUB_COMMANDS", "add_hub_commands", "cmd_card", "cmd_convert", "cmd_export_remote_code"]
+__all__ = ["HUB_COMMANDS", "add_hub_commands", "cmd_card", "cmd_convert", "cmd_export_remote_code", "cmd_publish"]
 
 _USER_ERRORS = (ValueError, NotImplementedError, FileNotFoundError, OSError)
 
@@ -51,7 +50,7 @@ def _sample(value: str) -> tuple[str, str]:
 
 
 def add_hub_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``convert``, ``export-remote-code`` and ``card`` on ``subparsers``."""
+    """Register ``convert``, ``export-remote-code``, ``card`` and ``publish`` on ``subparsers``."""
     convert = subparsers.add_parser(
         "convert",
         help="convert an original PixelBytes checkpoint into the pixelbytes format",
@@ -102,7 +101,10 @@ def add_hub_commands(subparsers: argparse._SubParsersAction) -> None:
     card.add_argument("--repo-id", help="Hub id used in the usage snippet (default: the directory path)")
     card.add_argument("--model-name", help="title (default: repo or directory name)")
     card.add_argument("--dataset", action="append", default=[], help="training dataset id (repeatable)")
-    card.add_argument("--metrics", help="JSON file of real evaluation numbers (default: MODEL_DIR/eval_results.json)")
+    card.add_argument(
+        "--metrics",
+        help="eval_results.json of real held-out numbers (default: MODEL_DIR/eval_results.json if present)",
+    )
     card.add_argument(
         "--sample",
         type=_sample,
@@ -111,9 +113,49 @@ def add_hub_commands(subparsers: argparse._SubParsersAction) -> None:
         help="PROMPT=PATH of a generated GIF/PNG/WAV for the gallery (repeatable)",
     )
     card.add_argument("--trainer-state", help="trainer_state.json (default: MODEL_DIR/trainer_state.json)")
+    card.add_argument(
+        "--training-summary", help="training_summary.json (default: MODEL_DIR/training_summary.json if present)"
+    )
     card.add_argument("--converted-from", help="original checkpoint the model was converted from")
     card.add_argument("--license", default="mit")
     card.set_defaults(func=cmd_card)
+    _add_publish(subparsers)
+
+
+def _add_publish(subparsers: argparse._SubParsersAction) -> None:
+    publish = subparsers.add_parser(
+        "publish",
+        help="build (and push) a Hub release folder: our format at the root, remote code, card, gallery",
+        description="Build OUTPUT from MODEL_DIR (a pixelbytes model directory, or an original PixelBytes checkpoint, "
+        "converted): config.json (model_type pixelbytes), model.safetensors, tokenizer files, remote code, "
+        "eval_results.json / trainer_state.json / figures when present, a gallery and the README.md card; "
+        "--push uploads it (HfApi create_repo + upload_folder).",
+    )
+    publish.add_argument("model_dir", help="a pixelbytes model directory or an original checkpoint directory")
+    publish.add_argument("output", help="release folder to build (must be empty or absent; see --overwrite)")
+    publish.add_argument("--repo-id", help="Hub id owner/name (usage snippet; the upload target with --push)")
+    publish.add_argument("--card-source", help="card source: hub_cards/<name>.md or a directory with card.md")
+    publish.add_argument("--subfolder", help="checkpoint subfolder of an original repo layout")
+    publish.add_argument(
+        "--vocabulary", choices=("default", "control", "v1"), help="token table of an original checkpoint"
+    )
+    publish.add_argument("--data-slicing", type=_data_slicing, help="original checkpoint: tokenizer strides N or I,A")
+    publish.add_argument(
+        "--prompt", action="append", default=None, help="gallery caption (repeatable; default: a few captions)"
+    )
+    publish.add_argument("--no-gallery", action="store_true", help="do not generate the gallery")
+    publish.add_argument("--sprite-size", type=int, help="gallery sprite height = width in pixels (default 16)")
+    publish.add_argument("--upscale", type=int, default=4, help="gallery PNG nearest-neighbour factor (default 4)")
+    publish.add_argument("--sound-steps", type=int, help="gallery sound time steps (default: half a second)")
+    publish.add_argument("--model-name", help="card title (default: repo or directory name)")
+    publish.add_argument("--dataset", action="append", default=[], help="training dataset id (repeatable)")
+    publish.add_argument("--license", help="licence (default: the card source's, else mit)")
+    publish.add_argument("--overwrite", action="store_true", help="replace a non-empty OUTPUT")
+    publish.add_argument("--push", action="store_true", help="upload OUTPUT to --repo-id")
+    publish.add_argument("--dry-run", action="store_true", help="with --push: show the upload calls, upload nothing")
+    publish.add_argument("--private", action="store_true", help="create the Hub repo as private")
+    publish.add_argument("--commit-message", default="Upload PixelBytes model")
+    publish.set_defaults(func=cmd_publish)
 
 
 def _load_pixelbytes(model_dir: Path) -> tuple[Any, Any]:
@@ -206,19 +248,16 @@ def cmd_card(args: argparse.Namespace) -> int:
     from .cards import render_model_card
 
     model_dir = Path(args.model_dir)
-    metrics = None
-    metrics_path = Path(args.metrics) if args.metrics else model_dir / "eval_results.json"
     try:
-        if args.metrics or metrics_path.is_file():
-            metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
         model, tokenizer = _load_pixelbytes(model_dir)
         render_model_card(
             model,
             tokenizer,
             model_dir,
-            metrics=metrics,
+            eval_results=args.metrics,  # None: MODEL_DIR/eval_results.json when present
             samples=args.sample or None,
             trainer_state=args.trainer_state,
+            training_summary=args.training_summary,
             repo_id=args.repo_id,
             model_name=args.model_name,
             datasets=args.dataset,
@@ -228,6 +267,44 @@ def cmd_card(args: argparse.Namespace) -> int:
     except _USER_ERRORS as err:
         return _error(err)
     print(f"model card written to {model_dir / 'README.md'}")
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    """``pixelbytes publish MODEL_DIR OUTPUT``: build the release folder, and upload it with ``--push``."""
+    from .publish import publish_release
+
+    tokenizer_kwargs = {"data_slicing": args.data_slicing} if args.data_slicing is not None else None
+    try:
+        result = publish_release(
+            args.model_dir,
+            args.output,
+            repo_id=args.repo_id,
+            subfolder=args.subfolder,
+            card_source=args.card_source,
+            prompts=args.prompt,
+            gallery=not args.no_gallery,
+            sprite_size=args.sprite_size,
+            upscale=args.upscale,
+            sound_steps=args.sound_steps,
+            model_name=args.model_name,
+            datasets=args.dataset,
+            license=args.license,
+            vocabulary=args.vocabulary,
+            tokenizer_kwargs=tokenizer_kwargs,
+            overwrite=args.overwrite,
+            push=args.push,
+            dry_run=args.dry_run,
+            private=args.private or None,
+            commit_message=args.commit_message,
+        )
+    except (*_USER_ERRORS, FileExistsError) as err:
+        return _error(err)
+    print(f"release folder {result.folder}: {len(result.files)} files ({result.source_format} source)")
+    for call in result.calls:
+        print(f"{'would call' if args.dry_run else 'called'}: {call}")
+    if result.commit is not None:
+        print(f"pushed to {result.repo_id}: {getattr(result.commit, 'commit_url', result.commit)}")
     return 0
 
 
@@ -248,4 +325,5 @@ HUB_COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "convert": (_runner("convert"), "convert an original PixelBytes checkpoint (directory or Hub id) to this format"),
     "export-remote-code": (_runner("export-remote-code"), "add the modelling code + auto_map (trust_remote_code)"),
     "card": (_runner("card"), "render the model card (README.md) of a model directory"),
+    "publish": (_runner("publish"), "build (and push) a Hub release folder: model, remote code, card, gallery"),
 }
