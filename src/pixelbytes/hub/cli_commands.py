@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..cli import FlagParser
+from ..cli import FlagParser, data_slicing
 
 logger = logging.getLogger(__name__)
 
@@ -27,19 +27,6 @@ _USER_ERRORS = (ValueError, NotImplementedError, FileNotFoundError, OSError)
 def _error(message: Any) -> int:
     print(f"error: {message}", file=sys.stderr)
     return 1
-
-
-def _data_slicing(value: str) -> int | dict[str, int]:
-    parts = [p.strip() for p in value.split(",")]
-    try:
-        numbers = [int(p) for p in parts]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected N or IMAGE,AUDIO strides, got {value!r}") from None
-    if len(numbers) == 1:
-        return numbers[0]
-    if len(numbers) == 2:
-        return {"image": numbers[0], "audio": numbers[1]}
-    raise argparse.ArgumentTypeError(f"expected N or IMAGE,AUDIO strides, got {value!r}")
 
 
 def _sample(value: str) -> tuple[str, str]:
@@ -74,7 +61,7 @@ def add_hub_commands(subparsers: argparse._SubParsersAction) -> None:
         choices=("minmax", "zscore", "none"),
         help="tokenizer audio normalisation (default: zscore for the older key set, else minmax)",
     )
-    convert.add_argument("--data-slicing", type=_data_slicing, help="tokenizer strides: N or IMAGE,AUDIO")
+    convert.add_argument("--data-slicing", type=data_slicing, help="tokenizer strides: N or IMAGE,AUDIO")
     convert.add_argument("--remote-code", action="store_true", help="also write the modelling code (auto_map)")
     convert.add_argument("--no-card", action="store_true", help="do not write README.md")
     convert.add_argument("--push-to-hub", metavar="REPO", help="upload the result to this Hub repo")
@@ -139,7 +126,7 @@ def _add_publish(subparsers: argparse._SubParsersAction) -> None:
     publish.add_argument(
         "--vocabulary", choices=("default", "control", "v1"), help="token table of an original checkpoint"
     )
-    publish.add_argument("--data-slicing", type=_data_slicing, help="original checkpoint: tokenizer strides N or I,A")
+    publish.add_argument("--data-slicing", type=data_slicing, help="original checkpoint: tokenizer strides N or I,A")
     publish.add_argument(
         "--prompt", action="append", default=None, help="gallery caption (repeatable; default: a few captions)"
     )
