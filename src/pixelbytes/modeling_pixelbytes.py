@@ -61,6 +61,8 @@ class PxByModelOutput(ModelOutput):
             backbone's final output, the head's input).
         next_token_accuracy: accuracy of the next-token prediction on the labelled positions.
         context_accuracy: 6-slot accuracy (context objective).
+        state: with ``initial_state`` (a stateful training window), the backbone state after the window's last
+            fed position: the next window's initial state.
     """
 
     loss: torch.FloatTensor | None = None
@@ -70,6 +72,7 @@ class PxByModelOutput(ModelOutput):
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     next_token_accuracy: torch.FloatTensor | None = None
     context_accuracy: torch.FloatTensor | None = None
+    state: dict[str, list[torch.Tensor]] | None = None
 
     @property
     def past_key_values(self) -> PxByCache | None:
@@ -245,6 +248,7 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         grid_positions: torch.LongTensor | None = None,
         caption_prefix_ids: torch.LongTensor | None = None,
         past_key_values: PxByCache | None = None,
+        initial_state: dict[str, list[torch.Tensor]] | None = None,
         **kwargs: Any,
     ) -> PxByModelOutput | tuple:
         """Run the model; see the module docstring for the contract.
@@ -253,10 +257,19 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         (``diffusion_step``, ``diffusion_generator``). ``caption_prefix_ids`` (training windows of caption-memory
         models) are the stream tokens before the window that its caption memory depends on. The cache of earlier
         positions comes as ``cache`` (the transformers >= 5.24 name) or as ``past_key_values`` (its earlier name);
-        passing both is an error. The output holds the updated cache as ``cache`` (``.past_key_values`` too)."""
+        passing both is an error. The output holds the updated cache as ``cache`` (``.past_key_values`` too).
+
+        ``initial_state`` (stateful training windows, truncated BPTT: :mod:`pixelbytes.training.stateful`): the
+        backbone state of each row's stream before the window (``{}`` = zeros). The window's LAST position is then a
+        look-ahead: only a label (the next window's first token, target of the position before it), not fed to the
+        backbone (its logits are the head's bias); ``output.state`` is the state after the position before it."""
         if past_key_values is not None:
             cache = resolve_cache_argument(cache, past_key_values)
         return_dict = self.config.return_dict if return_dict is None else return_dict
+        if initial_state is not None and not self._is_causal:
+            raise ValueError("initial_state (stateful training windows) needs a causal, not a bidirectional, backbone")
+        if initial_state is not None and (cache is not None or use_cache):
+            raise ValueError("initial_state starts a training window: it cannot be combined with a cache (use_cache)")
         if (
             cache is not None
             and context_ids is None
@@ -278,7 +291,7 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
             output_hidden_states = self.config.output_hidden_states
         options = {key: kwargs.pop(key) for key in ("diffusion_step", "diffusion_generator") if key in kwargs}
         if use_cache is None:
-            use_cache = self.config.use_cache and self._is_causal and not self.training
+            use_cache = self.config.use_cache and self._is_causal and not self.training and initial_state is None
         if (use_cache or cache is not None) and not self._is_causal:
             kind = "diffusion models" if self._diffusion else "bidirectional models"
             raise ValueError(f"{kind} have no cache: they re-encode their input at every step (use_cache=False)")
@@ -287,16 +300,16 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
                 raise ValueError("caption_prefix_ids are for training windows, not for a cached continuation")
             self.lm_head.prepare(self.embeddings, input_ids, context_ids, None, None, diffusion_mask, options)
             hidden, hidden_states, cache = self._forward_cached(input_ids, context_ids, grid_positions, cache)
-            inputs = contexts = None
+            inputs = contexts = state = None
         else:
             if attention_mask is not None and bool(attention_mask.all()):
                 attention_mask = None
             inputs = self.lm_head.prepare(
                 self.embeddings, input_ids, context_ids, attention_mask, labels, diffusion_mask, options
             )
-            hidden, hidden_states, cache, contexts = self._forward_sequence(
+            hidden, hidden_states, cache, contexts, state = self._forward_sequence(
                 input_ids, inputs, attention_mask, labels, grid_positions, caption_prefix_ids, use_cache,
-                output_hidden_states,
+                output_hidden_states, initial_state,
             )  # fmt: skip
         logits, context_logits = self.lm_head.scores(hidden)
         loss, metrics = None, {}
@@ -313,6 +326,7 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
             context_logits=context_logits,
             cache=cache if use_cache else None,
             hidden_states=hidden_states,
+            state=state,
             **metrics,
         )
         return output if return_dict else output.to_tuple()
@@ -327,12 +341,18 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         caption_prefix_ids: torch.LongTensor | None,
         use_cache: bool,
         output_hidden_states: bool,
-    ) -> tuple[torch.Tensor, tuple | None, PxByCache | None, torch.LongTensor]:
-        """Whole sequences (prompts, training windows), no earlier state. Window encoders read only the last
-        ``window_size`` positions before the target; their other outputs are zero."""
+        initial_state: dict[str, list[torch.Tensor]] | None = None,
+    ) -> tuple[torch.Tensor, tuple | None, PxByCache | None, torch.LongTensor, dict | None]:
+        """Whole sequences (prompts, training windows), no earlier state but a stateful window's ``initial_state``
+        (read all but the look-ahead position; the state after them is returned last). Window encoders read only
+        the last ``window_size`` positions before the target; their other outputs are zero."""
         L = input_ids.shape[1]
         span = None
-        if not self._is_causal and not self._diffusion:
+        if initial_state is not None:
+            if L < 2:
+                raise ValueError("a stateful training window needs at least 2 positions (the last is a look-ahead)")
+            span = slice(0, L - 1)
+        elif not self._is_causal and not self._diffusion:
             stop = L - (1 if labels is not None else 0)
             span = slice(max(0, stop - self.config.window_size), stop)
         embedded = self.embeddings(
@@ -340,7 +360,9 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
         )
         x = self.lm_head.perturb(embedded.embeddings, inputs)  # (B, L', E)
         mask = attention_mask if span is None or attention_mask is None else attention_mask[:, span]
-        out = self.backbone(x, mask, use_cache=use_cache, output_hidden_states=output_hidden_states)
+        out = self.backbone(
+            x, mask, initial_state or None, use_cache or initial_state is not None, output_hidden_states
+        )  # fmt: skip
         hidden_states = (x, *out.layers) if output_hidden_states else None
         hidden = out.hidden
         if span is not None:
@@ -355,7 +377,7 @@ class PxBySequenceModel(PxByPreTrainedModel, GenerationMixin):
                 states, input_ids, attention_mask, self.embeddings.token_classes, self.config.audio_channels,
                 self.backbone.reorder_state,
             )  # fmt: skip
-        return hidden, hidden_states, cache, embedded.context_ids
+        return hidden, hidden_states, cache, embedded.context_ids, out.state if initial_state is not None else None
 
     def _forward_cached(
         self,

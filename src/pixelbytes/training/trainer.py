@@ -19,12 +19,14 @@ import numpy as np
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from ..configuration_pixelbytes import PxByConfig
+from ..data.stateful import PxByStatefulCollator, PxByStatefulWindowDataset
 from ..data.windows import PxByDataCollator, PxByWindowDataset
 from ..data.windows import _check_window_args as check_window_args
 from ..modeling_pixelbytes import PxBySequenceModel
 from ..tokenization_pixelbytes import ActionPixelBytesTokenizer
 from ..vocabulary import control_vocabulary, default_vocabulary, v1_vocabulary
 from .metrics import make_compute_metrics, preprocess_logits_for_metrics
+from .stateful import PxByStatefulTrainer, check_stateful_model
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +112,13 @@ class DataArguments:
         metadata={"help": "Stop on the first unusable item (a metadata.jsonl row of the wrong type or naming a "
                   "missing file, a corrupt image / sound) instead of skipping it with a warning."},
     )  # fmt: skip
+    stateful_windows: bool = field(
+        default=False,
+        metadata={"help": "Truncated BPTT for lstm / mamba: per_device_train_batch_size lanes each walk through "
+                  "whole samples in consecutive, non-overlapping windows of seq_length, the backbone state carried "
+                  "(detached) from one window to the next; validation windows too. --stride does not apply (leave "
+                  "it at its default or set it to seq_length)."},
+    )  # fmt: skip
     time_budget_seconds: float | None = field(
         default=None, metadata={"help": "Stop training after this many seconds (then evaluate and save)."}
     )
@@ -189,11 +198,28 @@ def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def check_data_arguments(data_args: DataArguments) -> None:
     """``ValueError`` (one line) for window / sample arguments that cannot work: ``seq_length >= 2``,
-    ``1 <= stride <= seq_length - 1``, ``max_samples >= 1``."""
-    check_window_args(data_args.seq_length, data_args.stride)
+    ``1 <= stride <= seq_length - 1`` (with ``stateful_windows``: ``stride`` at its default or ``== seq_length``),
+    ``max_samples >= 1``."""
+    if data_args.stateful_windows:
+        _check_stateful_stride(data_args.seq_length, data_args.stride)
+    else:
+        check_window_args(data_args.seq_length, data_args.stride)
     n = data_args.max_samples
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise ValueError(f"max_samples must be a positive integer, got {n!r}")
+
+
+def _check_stateful_stride(seq_length: int, stride: int) -> None:
+    """Stateful windows are consecutive: a ``stride`` other than the default or ``seq_length`` would be ignored,
+    which is an error. (The default cannot be told apart from the same value typed explicitly.)"""
+    if isinstance(seq_length, bool) or not isinstance(seq_length, int) or seq_length < 2:
+        raise ValueError(f"seq_length must be an integer >= 2, got {seq_length!r}")
+    default = DataArguments.__dataclass_fields__["stride"].default
+    if stride not in (default, seq_length):
+        raise ValueError(
+            f"--stride {stride} does not apply to --stateful_windows (consecutive windows): leave it unset or set it "
+            f"to seq_length ({seq_length})"
+        )
 
 
 def build_window_datasets(
@@ -230,6 +256,9 @@ def build_window_datasets(
         store = tokenize_samples(raw, tokenizer, cache_file_name=cache, strict=data_args.strict)
         lengths = stream_lengths(store)
     train_idx, eval_idx = _split(len(lengths), data_args.validation_fraction, data_args.split_seed)
+    if data_args.stateful_windows:
+        return _stateful_datasets(store, lengths, train_idx, eval_idx, data_args, position_layout,
+                                  caption_memory_classes)  # fmt: skip
     train = PxByWindowDataset(_Subset(store, train_idx), [lengths[i] for i in train_idx], data_args.seq_length,
                               data_args.stride, position_layout, caption_memory_classes)  # fmt: skip
     evaluation = None
@@ -238,6 +267,26 @@ def build_window_datasets(
                                        data_args.seq_length, data_args.stride, position_layout,
                                        caption_memory_classes)  # fmt: skip
     logger.info("%d training windows, %d validation windows", len(train), len(evaluation or []))
+    return train, evaluation
+
+
+def _stateful_datasets(
+    store: Any,
+    lengths: list[int],
+    train_idx: np.ndarray,
+    eval_idx: np.ndarray,
+    data_args: DataArguments,
+    position_layout: tuple[np.ndarray, int] | None,
+    caption_memory_classes: np.ndarray | None,
+) -> tuple[PxByStatefulWindowDataset, PxByStatefulWindowDataset | None]:
+    """:func:`build_window_datasets` with ``stateful_windows``: consecutive windows for training and validation."""
+
+    def build(indices: np.ndarray) -> PxByStatefulWindowDataset:
+        return PxByStatefulWindowDataset(_Subset(store, indices), [lengths[i] for i in indices],
+                                         data_args.seq_length, position_layout, caption_memory_classes)  # fmt: skip
+
+    train, evaluation = build(train_idx), (build(eval_idx) if len(eval_idx) else None)
+    logger.info("stateful windows: %d training, %d validation", len(train), len(evaluation or []))
     return train, evaluation
 
 
@@ -277,7 +326,9 @@ def build_trainer(
     optimizers: tuple[Any, Any] = (None, None),
 ) -> Trainer:
     """A ``Trainer`` wired for PixelBytes windows: collator, metrics (per modality, 6-slot for context).
-    ``optimizers`` = ``(optimizer, lr_scheduler)`` as for ``Trainer`` (``None`` = built from ``training_args``)."""
+    ``optimizers`` = ``(optimizer, lr_scheduler)`` as for ``Trainer`` (``None`` = built from ``training_args``).
+    Stateful windows (a :class:`~pixelbytes.data.stateful.PxByStatefulWindowDataset`) get the
+    :class:`~pixelbytes.training.stateful.PxByStatefulTrainer` and its collator."""
     training_args.remove_unused_columns = False
     config = model.config
     if config.objective == "context":
@@ -289,7 +340,10 @@ def build_trainer(
     # diffusion_generator); masked diffusion derives its contexts from the masked stream, so the collator leaves
     # them out. Its shifted next-token metrics would be meaningless: evaluation reports the denoising eval_loss.
     collator = PxByDataCollator(include_context_ids=not (diffusion and config.diffusion_scheme == "masked"))
-    return Trainer(
+    trainer_class = Trainer
+    if isinstance(train_dataset, PxByStatefulWindowDataset):
+        trainer_class, collator = PxByStatefulTrainer, PxByStatefulCollator()
+    return trainer_class(
         model=model,
         args=training_args,
         train_dataset=train_dataset,
@@ -317,11 +371,18 @@ def run_training(
 ) -> dict[str, Any]:
     """Train (or continue training) and save model + tokenizer to ``training_args.output_dir``.
 
+    Also written at the ``output_dir`` root, for ``pixelbytes card`` / ``publish``: ``trainer_state.json`` (the
+    log history), ``training_summary.json`` (the configured hyper-parameters: initial learning rate, batch size,
+    accumulation, max steps / epochs, seed, data sizes) and, when a validation split exists, ``eval_results.json``
+    (the final validation metrics in the schema of :mod:`pixelbytes.hub.eval_results`).
+
     Returns the train metrics and, when a validation split exists, the final evaluation metrics.
     """
     tokenizer = make_tokenizer(model_args, data_args)
     set_seed(training_args.seed)  # the model's initial weights depend on it
     model = make_model(model_args, tokenizer)
+    if data_args.stateful_windows:
+        check_stateful_model(model)  # before any tokenising
     train_dataset, eval_dataset = build_window_datasets(
         data_args, tokenizer, model.position_layout(), model.caption_memory_classes()
     )
@@ -342,4 +403,85 @@ def run_training(
         metrics.update(trainer.evaluate())
     trainer.log_metrics("final", metrics)
     trainer.save_metrics("final", metrics)
+    trainer.save_state()  # trainer_state.json (log history, steps) at the output_dir root, for the model card
+    if trainer.is_world_process_zero():
+        _write_training_records(trainer, data_args, train_dataset, eval_dataset, metrics)
     return metrics
+
+
+def _training_summary(
+    trainer: Trainer, data_args: DataArguments, train_dataset: PxByWindowDataset, eval_dataset: PxByWindowDataset | None
+) -> dict[str, Any]:
+    """The hyper-parameters a model card reports, as configured (``TrainingArguments``), not as logged: the log
+    history only holds the scheduled learning rate at each logging step, never the initial one."""
+    args, state = trainer.args, trainer.state
+    precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
+    return {
+        "learning_rate": args.learning_rate,
+        "lr_scheduler_type": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
+        "warmup_steps": args.warmup_steps,
+        "weight_decay": args.weight_decay,
+        "optimizer": str(getattr(args.optim, "value", args.optim)),
+        "per_device_train_batch_size": args.per_device_train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "world_size": args.world_size,
+        "total_train_batch_size": (
+            args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+        ),
+        "max_steps": args.max_steps if args.max_steps > 0 else None,
+        "num_train_epochs": args.num_train_epochs if args.max_steps <= 0 else None,
+        "global_step": state.global_step,
+        "epoch": state.epoch,
+        "seed": args.seed,
+        "precision": precision,
+        "dataset": data_args.dataset,
+        "seq_length": data_args.seq_length,
+        "stride": data_args.stride,
+        "train_samples": _num_samples(train_dataset),
+        "train_windows": len(train_dataset),
+        "validation_samples": _num_samples(eval_dataset),
+        "validation_windows": len(eval_dataset) if eval_dataset is not None else 0,
+    }
+
+
+def _num_samples(dataset: Any) -> int | None:
+    """Samples (not windows) behind a window dataset; 0 for no dataset, ``None`` when it does not say."""
+    if dataset is None:
+        return 0
+    samples = getattr(dataset, "samples", None)
+    return len(samples) if samples is not None else None
+
+
+def _write_training_records(
+    trainer: Trainer,
+    data_args: DataArguments,
+    train_dataset: PxByWindowDataset,
+    eval_dataset: PxByWindowDataset | None,
+    metrics: dict[str, Any],
+) -> None:
+    """Write, at the ``output_dir`` root, ``training_summary.json`` (:func:`_training_summary`) and, when a
+    validation split exists, ``eval_results.json`` in the shared schema (:mod:`pixelbytes.hub.eval_results`): the
+    final validation metrics with the ``eval_`` prefix stripped and the Trainer bookkeeping dropped."""
+    import json
+
+    from ..hub.eval_results import TRAINING_SUMMARY_NAME, make_eval_results, metrics_from_trainer, write_eval_results
+
+    output_dir = trainer.args.output_dir
+    summary = _training_summary(trainer, data_args, train_dataset, eval_dataset)
+    path = os.path.join(output_dir, TRAINING_SUMMARY_NAME)
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(summary, handle, indent=2)
+        handle.write("\n")
+    validation = metrics_from_trainer(metrics)
+    if eval_dataset is None or not validation:
+        logger.info("no validation metrics: %s not written", "eval_results.json")
+        return
+    results = make_eval_results(
+        validation,
+        model=output_dir,
+        dataset=data_args.dataset,
+        split="validation",
+        num_items=_num_samples(eval_dataset),
+        runtime_seconds=metrics.get("eval_runtime"),
+    )
+    write_eval_results(output_dir, results)
