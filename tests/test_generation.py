@@ -233,7 +233,7 @@ def test_cache_name_matches_installed_transformers():
     assert CACHE_NAME in parameters
     fields = [field.name for field in dataclasses.fields(PxByModelOutput)]
     assert fields == ["loss", "logits", "context_logits", "cache", "hidden_states", "next_token_accuracy",
-                      "context_accuracy"]  # the same fields whatever the installed transformers  # fmt: skip
+                      "context_accuracy", "state"]  # the same fields whatever the installed transformers  # fmt: skip
     cache = object()
     assert PxByModelOutput(logits=torch.zeros(1), cache=cache).past_key_values is cache
     expected = "cache" if version.parse(transformers.__version__) >= version.parse("5.24.0.dev0") else "past_key_values"
