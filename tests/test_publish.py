@@ -319,6 +319,18 @@ def test_bad_sources_are_clear_errors(trained_dir, original_dir, tmp_path):
     (bad_results / "eval_results.json").write_text(json.dumps({"dataset": {"name": "x"}}))
     with pytest.raises(ValueError, match="no 'metrics' object"):
         publish_release(bad_results, tmp_path / "bad-results-out", gallery=False)
+    (bad_results / "eval_results.json").write_text('{"metrics": {"loss": 1.0')  # a truncated file
+    with pytest.raises(ValueError, match=r"cannot read .*eval_results.json"):
+        publish_release(bad_results, tmp_path / "bad-results-out", gallery=False)
+    (bad_results / "eval_results.json").unlink()
+    (bad_results / "trainer_state.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match=r"trainer_state.json must hold a JSON object"):
+        publish_release(bad_results, tmp_path / "bad-state-out", gallery=False)
+    corrupt = tmp_path / "corrupt-config"
+    corrupt.mkdir()
+    (corrupt / "config.json").write_bytes(b"\x00\xff not json")
+    with pytest.raises(ValueError, match=r"cannot read .*config.json"):
+        publish_release(corrupt, out)
 
 
 # -------------------------------------------------------------------------------------------------

@@ -7,12 +7,13 @@ card source (``hub_cards/``) can reuse them. Numbers are formatted here, once (:
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from .eval_results import read_json_object
 
 __all__ = [
     "AUDIO_SUFFIXES",
@@ -54,14 +55,7 @@ def load_json_record(
         record = candidate
     if isinstance(record, Mapping):
         return dict(record)
-    path = Path(record)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"cannot read {path}: {err}") from err
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a JSON object")
-    return data
+    return read_json_object(Path(record))
 
 
 def config_rows(model: Any) -> list[tuple[str, str]]:

@@ -36,6 +36,7 @@ __all__ = [
     "make_eval_results",
     "metrics_from_trainer",
     "model_index_metrics",
+    "read_json_object",
     "write_eval_results",
 ]
 
@@ -99,6 +100,18 @@ def make_eval_results(
     return load_eval_results(results)
 
 
+def read_json_object(path: Path, expected: str = "a JSON object") -> dict[str, Any]:
+    """The JSON object in ``path``; an unreadable file, bad JSON or another JSON value is a ``ValueError`` naming
+    the file (the records a card or a release reads: ``eval_results.json``, ``config.json`` ...)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:  # unreadable, not UTF-8, not JSON
+        raise ValueError(f"cannot read {path}: {err}") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold {expected}")
+    return data
+
+
 def load_eval_results(source: str | os.PathLike | Mapping[str, Any]) -> dict[str, Any]:
     """Read (a path) or check (a dict) an ``eval_results.json`` object; returns a plain dict.
 
@@ -112,12 +125,7 @@ def load_eval_results(source: str | os.PathLike | Mapping[str, Any]) -> dict[str
         where = str(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist")
-        try:
-            source = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as err:
-            raise ValueError(f"cannot read {path}: {err}") from err
-        if not isinstance(source, Mapping):
-            raise ValueError(f"{path} must hold a JSON object with a 'metrics' object")
+        source = read_json_object(path, "a JSON object with a 'metrics' object")
     data = dict(source)
     if "metrics" not in data:
         if data and all(_is_number(v) for v in data.values()):

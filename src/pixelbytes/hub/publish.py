@@ -26,6 +26,7 @@ import logging
 import os
 import re
 import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ from .eval_results import (
     TRAINER_STATE_NAME,
     TRAINING_SUMMARY_NAME,
     load_eval_results,
+    read_json_object,
     write_eval_results,
 )
 
@@ -173,12 +175,7 @@ def load_source_model(
         hint = f"; checkpoints found in the subfolders {found} (pass --subfolder)" if found else ""
         raise ValueError(f"{root} is neither a pixelbytes model nor an original PixelBytes checkpoint: no config.json"
                          f"{hint}")  # fmt: skip
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"cannot read {config_path}: {err}") from err
-    if not isinstance(config, dict):
-        raise ValueError(f"{config_path} is not a JSON object")
+    config = read_json_object(config_path)
     if config.get("model_type") == "pixelbytes":
         return (*_load_ours(root), "pixelbytes")
     try:
@@ -284,27 +281,29 @@ def _copy_records(source: Path, folder: Path, model_ref: str) -> list[str]:
 def _copy_trainer_state(source: Path, target: Path) -> None:
     """Copy ``trainer_state.json``, its ``best_model_checkpoint`` (a path of the training machine) cut to the
     checkpoint's name."""
-    try:
-        state = json.loads(source.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"cannot read {source}: {err}") from err
-    if isinstance(state, dict) and state.get("best_model_checkpoint"):
+    state = read_json_object(source)
+    if state.get("best_model_checkpoint"):
         state["best_model_checkpoint"] = Path(str(state["best_model_checkpoint"])).name
     target.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
 
 
-def _prepare_folder(folder: Path, source: Path, overwrite: bool) -> None:
+def _check_folder(folder: Path, source: Path, overwrite: bool) -> None:
+    """Refuse a release folder that is (or contains) the model directory, or that holds files without
+    ``overwrite``: before anything is built."""
     resolved, src = folder.resolve(), source.resolve()
     if resolved == src or resolved in src.parents:
         raise ValueError(f"the release folder {folder} must not be (or contain) the model directory {source}")
-    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-        if not overwrite:
-            raise FileExistsError(f"{folder} exists and is not empty: choose another folder or pass --overwrite")
-        if folder.is_dir():
-            shutil.rmtree(folder)
-        else:
-            folder.unlink()
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())) and not overwrite:
+        raise FileExistsError(f"{folder} exists and is not empty: choose another folder or pass --overwrite")
+
+
+def _move_into_place(staging: Path, folder: Path) -> None:
+    """Replace ``folder`` (emptied or overwritten) by the finished ``staging`` folder beside it."""
+    if folder.is_dir():
+        shutil.rmtree(folder)
+    elif folder.exists():
+        folder.unlink()
+    staging.rename(folder)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -383,9 +382,6 @@ def publish_release(
     16-pixel sprites, the repo / directory name, MIT licence). ``subfolder`` / ``vocabulary`` /
     ``tokenizer_kwargs`` apply to original checkpoints (also from the card source's ``conversion`` mapping).
     """
-    from .cards import render_model_card
-    from .remote_code import export_remote_code
-
     source = read_card_source(card_source) if card_source is not None else None
     settings = dict(source.settings) if source else {}
     conversion = dict(settings.get("conversion") or {})
@@ -405,49 +401,20 @@ def publish_release(
     )
     origin = base / subfolder if subfolder else base
     out = Path(folder)
-    _prepare_folder(out, origin, overwrite)
-    export_remote_code(model, tokenizer, out)
-    name = model_name or settings.get("model_name") or (repo_id.split("/")[-1] if repo_id else origin.resolve().name)
-    figures = _copy_records(origin, out, repo_id or name)
-    for asset in source.assets if source else []:
-        target = out / asset.relative_to(source.path.parent)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(asset, target)
-    samples: list[tuple[str, Path]] = []
-    if gallery and model.config.objective == "diffusion":
-        logger.warning("no gallery: a diffusion model fills in positions (infill), it does not generate captions")
-        gallery = False
-    if gallery and (settings.get("gallery", True) or prompts):  # explicit prompts win over `gallery: false`
-        samples = make_gallery(
-            model,
-            tokenizer,
-            out,
-            list(prompts or settings.get("prompts") or DEFAULT_PROMPTS),
-            sprite_size=int(sprite_size or settings.get("sprite_size") or 16),
-            upscale=upscale,
-            sound_steps=sound_steps or settings.get("sound_steps"),
-        )
-    converted_from = settings.get("converted_from")
-    if converted_from is None and kind == "original":
-        converted_from = origin.name if not subfolder else f"{base.name}/{subfolder}"
-    render_model_card(
-        model,
-        tokenizer,
-        out,
-        samples=samples,
-        repo_id=repo_id,
-        model_name=name,
-        datasets=list(datasets or settings.get("datasets") or []),
-        license=license or settings.get("license") or "mit",
-        language=settings.get("language", ("en",)),
-        tags=list(settings.get("tags") or []),
-        converted_from=converted_from,
-        usage_prompt=str(settings.get("usage_prompt") or "pikachu"),
-        figures=figures,
-        published=list(settings.get("published") or []),
-        template_str=source.template if source else None,
-        extra_context={"card_source": settings},
-    )
+    _check_folder(out, origin, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        samples = _build_release(
+            model, tokenizer, kind, staging, origin, base, subfolder, source, settings, repo_id=repo_id,
+            prompts=prompts, gallery=gallery, sprite_size=sprite_size, upscale=upscale, sound_steps=sound_steps,
+            model_name=model_name, datasets=datasets, license=license,
+        )  # fmt: skip
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # a failed build leaves nothing behind, not a half folder
+        raise
+    _move_into_place(staging, out)
+    samples = [(prompt, out / path.relative_to(staging)) for prompt, path in samples]
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     result = PublishResult(folder=out, repo_id=repo_id, source_format=kind, files=files, gallery=samples)
     logger.info("release folder %s: %d files (%s source)", out, len(files), kind)
@@ -463,3 +430,74 @@ def publish_release(
                 out, repo_id, api=api, token=token, private=private, commit_message=commit_message
             )
     return result
+
+
+def _build_release(
+    model: Any,
+    tokenizer: Any,
+    kind: str,
+    folder: Path,
+    origin: Path,
+    base: Path,
+    subfolder: str | None,
+    source: Any,
+    settings: dict[str, Any],
+    *,
+    repo_id: str | None,
+    prompts: Sequence[str] | None,
+    gallery: bool,
+    sprite_size: int | None,
+    upscale: int,
+    sound_steps: int | None,
+    model_name: str | None,
+    datasets: Sequence[str] | None,
+    license: str | None,
+) -> list[tuple[str, Path]]:
+    """Write the release into the empty ``folder``: remote code, records, card-source assets, gallery, card.
+    Returns the gallery samples."""
+    from .cards import render_model_card
+    from .remote_code import export_remote_code
+
+    export_remote_code(model, tokenizer, folder)
+    name = model_name or settings.get("model_name") or (repo_id.split("/")[-1] if repo_id else origin.resolve().name)
+    figures = _copy_records(origin, folder, repo_id or name)
+    for asset in source.assets if source else []:
+        target = folder / asset.relative_to(source.path.parent)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(asset, target)
+    samples: list[tuple[str, Path]] = []
+    if gallery and model.config.objective == "diffusion":
+        logger.warning("no gallery: a diffusion model fills in positions (infill), it does not generate captions")
+        gallery = False
+    if gallery and (settings.get("gallery", True) or prompts):  # explicit prompts win over `gallery: false`
+        samples = make_gallery(
+            model,
+            tokenizer,
+            folder,
+            list(prompts or settings.get("prompts") or DEFAULT_PROMPTS),
+            sprite_size=int(sprite_size or settings.get("sprite_size") or 16),
+            upscale=upscale,
+            sound_steps=sound_steps or settings.get("sound_steps"),
+        )
+    converted_from = settings.get("converted_from")
+    if converted_from is None and kind == "original":
+        converted_from = origin.name if not subfolder else f"{base.name}/{subfolder}"
+    render_model_card(
+        model,
+        tokenizer,
+        folder,
+        samples=samples,
+        repo_id=repo_id,
+        model_name=name,
+        datasets=list(datasets or settings.get("datasets") or []),
+        license=license or settings.get("license") or "mit",
+        language=settings.get("language", ("en",)),
+        tags=list(settings.get("tags") or []),
+        converted_from=converted_from,
+        usage_prompt=str(settings.get("usage_prompt") or "pikachu"),
+        figures=figures,
+        published=list(settings.get("published") or []),
+        template_str=source.template if source else None,
+        extra_context={"card_source": settings},
+    )
+    return samples
