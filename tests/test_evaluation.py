@@ -256,3 +256,15 @@ def test_bad_inputs_fail_before_any_long_work(tmp_path, saved_model, capsys):
     assert "no test split" in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown protocol"):
         run_evaluation(EvaluationOptions(model=str(saved_model), data=str(data), protocols=("bleu",)))
+
+
+def test_sprite_figure_completes_the_frame_in_its_shape(streams):
+    """The Figure 3 rows: a tiny random model still completes each first frame with its reference's shape."""
+    from pixelbytes.evaluation.runner import _sprite_rows
+
+    tok = ActionPixelBytesTokenizer()
+    rows = _sprite_rows(tiny_model(seed=3), tok, streams, count=2)
+    assert len(rows) == 2
+    for reference, generated in rows:
+        assert reference.shape == generated.shape == (3, 4, 3)  # height 3, width 4, RGB
+        assert (reference[:2] == generated[:2]).all()  # the top half (2 of 3 rows) is the prompt

@@ -302,3 +302,18 @@ def sample_ids(tok) -> torch.Tensor:
     """A short text + sprite stream, ``(1, L)``."""
     sprite = np.random.default_rng(2).integers(0, 256, (3, 4, 3), dtype=np.uint8)
     return tok(text="ab", images=sprite, return_tensors="pt")["input_ids"]
+
+
+def test_image_processor_continues_a_frame_after_a_row_separator(tok):
+    """A prompt ending a row (id 1) gets the frame's remaining rows; with several frames it is an error."""
+    model = tiny_model(seed=6)
+    ids = tok(text="a", images=np.zeros((1, 3, 2, 3), dtype=np.uint8), return_tensors="pt")["input_ids"]
+    cut = int((ids[0] == 1).nonzero()[0]) + 1  # after the first row of the 3 × 2 frame
+    processor = ImageGridLogitsProcessor(tok.token_classes, height=2, width=2, prompt_length=cut)
+    with torch.no_grad():
+        out = model.generate(ids[:, :cut], logits_processor=LogitsProcessorList([processor]),
+                             max_new_tokens=processor.length, do_sample=True)  # fmt: skip
+    assert out[0, cut:].tolist()[2::3] == [1, 2]  # a row separator, then the frame's end
+    assert tok.decode_multimodal(out[0]).frames[0].size == (2, 3)
+    with pytest.raises(ValueError, match="frames must be 1"):
+        ImageGridLogitsProcessor(tok.token_classes, 2, 2, frames=2)(ids[:, :cut], torch.zeros(1, 151))

@@ -210,14 +210,16 @@ class _StructureLogitsProcessor(LogitsProcessor):
         else:
             start = length
         if length == start:
-            last = input_ids[:, -1]
-            if bool((last != SEP_ID).any()):
-                raise ValueError(
-                    f"{type(self).__name__}: the prompt must end a block (its last token the separator id "
-                    f"{SEP_ID}, e.g. a caption encoded by the tokenizer); got last tokens {last.tolist()}"
-                )
+            self._check_prompt_end(input_ids[:, -1])
         self._run = (start, length, batch)
         return start
+
+    def _check_prompt_end(self, last: torch.LongTensor) -> None:
+        if bool((last != SEP_ID).any()):
+            raise ValueError(
+                f"{type(self).__name__}: the prompt must end a block (its last token the separator id "
+                f"{SEP_ID}, e.g. a caption encoded by the tokenizer); got last tokens {last.tolist()}"
+            )
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         j = input_ids.shape[1] - self._start(input_ids)
@@ -236,7 +238,9 @@ class ImageGridLogitsProcessor(_StructureLogitsProcessor):
 
     Inside a row only colours are allowed; column ``width`` holds the row separator (id 1), or on a
     frame's last row the frame separator (id 2). The prompt must end a block (id 2, e.g. a text
-    encoded by the tokenizer). After the structure the processor lets every token through.
+    encoded by the tokenizer), or, with ``frames=1``, end a row of a frame (id 1): the processor then draws
+    the ``height`` rows left in that frame (completing a sprite, the papers' Figure 3). After the structure
+    the processor lets every token through.
     """
 
     def __init__(
@@ -251,6 +255,16 @@ class ImageGridLogitsProcessor(_StructureLogitsProcessor):
     @property
     def length(self) -> int:
         return self.frames * self.height * (self.width + 1)
+
+    def _check_prompt_end(self, last: torch.LongTensor) -> None:
+        if self.frames == 1 and bool((last == ROW_ID).all()):
+            return  # every row ends a row of a frame: its remaining rows follow
+        if bool((last == ROW_ID).any()) and self.frames != 1:
+            raise ValueError(
+                f"ImageGridLogitsProcessor: a prompt ending a row (id {ROW_ID}) continues one frame: frames must be "
+                f"1, got {self.frames}"
+            )
+        super()._check_prompt_end(last)
 
     def allowed(self, j: int) -> str:
         in_frame = j % (self.height * (self.width + 1))

@@ -19,8 +19,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from transformers import LogitsProcessorList
 
 from ..hub.eval_results import write_eval_results
+from ..vocabulary import ROW_ID
 from .baselines import codec_baselines
 from .protocols import table2_accuracies, v1_table1
 from .scoring import MODALITY_UNITS, check_scorable, score_streams
@@ -121,8 +123,10 @@ def _progress(total: int, desc: str, unit: str) -> Any:
 
 
 def _sprite_rows(model: Any, tokenizer: Any, streams: list[np.ndarray], count: int) -> list[tuple[Any, Any]]:
-    """(reference, generated) first frames: the model completes the second half of each item's first frame
-    from everything before it (caption, first half), greedily — the papers' Figure 3."""
+    """(reference, generated) first frames: the model completes the bottom half of each item's first frame from
+    everything before it (caption, top rows), greedily, in the frame's shape (``ImageGridLogitsProcessor``
+    continuing after a row separator) — the papers' Figure 3."""
+    from ..generation_pixelbytes import ImageGridLogitsProcessor
     from ..layout import IMAGE, stream_blocks
 
     classes = tokenizer.token_classes
@@ -135,10 +139,17 @@ def _sprite_rows(model: Any, tokenizer: Any, streams: list[np.ndarray], count: i
             continue
         start, end = blocks[0][0], blocks[0][1]
         frame_end = start + int(np.flatnonzero(stream[start:end] == tokenizer.sep_token_id)[0]) + 1
-        cut = start + (frame_end - start) // 2
+        row_ends = start + np.flatnonzero(stream[start:frame_end] == ROW_ID)  # (height - 1,)
+        if len(row_ends) == 0:
+            continue  # a one-row frame has no top half to continue
+        height, width = len(row_ends) + 1, int(row_ends[0] - start)
+        top = (height + 1) // 2  # rows given: the top half, rounded up
+        cut = int(row_ends[top - 1]) + 1  # just after the row separator of the top half's last row
+        processor = ImageGridLogitsProcessor(classes, height - top, width, prompt_length=cut)
         prompt = torch.from_numpy(stream[None, :cut]).to(model.device)
         with torch.no_grad():
-            out = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=frame_end - cut,
+            out = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=processor.length,
+                                 min_new_tokens=processor.length, logits_processor=LogitsProcessorList([processor]),
                                  do_sample=False)  # fmt: skip
         reference = tokenizer.decode_multimodal(stream[:frame_end]).frames
         generated = tokenizer.decode_multimodal(out[0].cpu().numpy()).frames
