@@ -268,3 +268,21 @@ def test_sprite_figure_completes_the_frame_in_its_shape(streams):
     for reference, generated in rows:
         assert reference.shape == generated.shape == (3, 4, 3)  # height 3, width 4, RGB
         assert (reference[:2] == generated[:2]).all()  # the top half (2 of 3 rows) is the prompt
+
+
+def test_v1_table1_max_segments_spreads_over_every_item(streams):
+    """max_segments=2 keeps the very first and the very last segment (of the last item), not the first two."""
+    model, tok = tiny_model(), ActionPixelBytesTokenizer()
+    every = np.concatenate([s[v1_segments(len(s), 20, 6)] for s in streams])  # (n, 26)
+
+    def hamming_of(segment: np.ndarray) -> float:
+        with torch.no_grad():
+            out = model.generate(torch.from_numpy(segment[None, :20]), max_new_tokens=6, do_sample=False)
+        generated = batch_windows(out.numpy(), tok.token_classes, 2)[0, 20:].reshape(-1)
+        target = batch_windows(segment[None], tok.token_classes, 2)[0, 20:].reshape(-1)
+        return sequence_similarity(generated, target)["hamming"]
+
+    table = v1_table1(model, streams, context=20, steps=6, max_segments=2)
+    assert table["published"]["segments"][0] == 2 < len(every)
+    expected = (hamming_of(every[0]) + hamming_of(every[-1])) / 2
+    assert table["published"]["hamming"][0] == pytest.approx(expected)

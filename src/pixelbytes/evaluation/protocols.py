@@ -61,14 +61,15 @@ def v1_table1(
     """The v1 Table 1 protocol (module docstring) → ``{"published": {...}, "corrected": {...}}``, each with
     ``hamming``, ``cosine``, ``bleu`` as ``(mean, std)`` and ``segments`` (the count, as ``(n, 0.0)``).
 
-    ``max_segments`` keeps the first N segments (in item order) to bound the time; ``progress(n)`` is called
+    ``max_segments`` keeps N segments evenly spaced over all of them (so over every item, deterministically) to
+    bound the time; ``progress(n)`` is called
     after every batch of ``n`` segments."""
     if context < 1 or steps < 1:
         raise ValueError(f"context and steps must be >= 1, got {context} and {steps}")
     segments = [np.asarray(s, dtype=np.int64).reshape(-1)[v1_segments(len(s), context, steps)] for s in streams]
     rows = np.concatenate(segments) if segments else np.zeros((0, context + steps), np.int64)
-    if max_segments is not None:
-        rows = rows[:max_segments]
+    if max_segments is not None and len(rows) > max_segments:  # evenly spaced: every item, not only the first
+        rows = rows[np.unique(np.linspace(0, len(rows) - 1, max_segments).round().astype(np.int64))]
     if len(rows) == 0:
         raise ValueError("no segments to evaluate: the item list is empty")
     classes, channels = model.embeddings.token_classes, model.config.audio_channels
