@@ -196,12 +196,14 @@ def test_evaluate_command_writes_results_report_and_figures(tmp_path, saved_mode
     data = make_folder_dataset(tmp_path / "data", n=12, corrupt=False)
     out = tmp_path / "eval"
     code = main(["evaluate", "--model", str(saved_model), "--data", str(data), "--output-dir", str(out),
-                 "--v1-max-segments", "8", "--figure-items", "2", "--device", "cpu"])  # fmt: skip
+                 "--v1-max-segments", "8", "--figure-items", "2", "--device", "cpu",
+                 "--dataset-name", "someone/pokemon"])  # fmt: skip
     assert code == 0
     printed = capsys.readouterr().out
     assert "| image (per pixel) |" in printed and "v1 Table 1 (published, 8 segments)" in printed
     results = json.loads((out / "eval_results.json").read_text())
     assert results["dataset"]["split"] == "validation" and results["dataset"]["num_items"] == 2  # ceil(12 * 0.1)
+    assert results["dataset"]["name"] == "someone/pokemon"  # not the local path given as --data
     for key in ("image_bits_per_pixel", "audio_bits_per_sample", "text_bits_per_character", "bits_per_token"):
         assert results["metrics"][key] > 0
     assert results["baselines"]["gif"]["image_bits_per_pixel"] > 0

@@ -46,6 +46,8 @@ def evaluate_parser() -> argparse.ArgumentParser:
     parser.add_argument("--figure-items", type=int, default=4, help="items in the sprite figure (0 = none)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     parser.add_argument("--tokenized-cache-dir", help="keep the tokenised items here for the next run")
+    parser.add_argument("--dataset-name", help="the data's name in eval_results.json and the card's model-index "
+                        "(e.g. the Hub id of a dataset given as a local copy; default: --data as given)")
     return parser
 
 
@@ -64,7 +66,7 @@ def evaluate_main(argv: Sequence[str]) -> int:
         max_items=args.max_items, chunk_length=args.chunk_length, batch_size=args.batch_size,
         protocols=tuple(p.strip() for p in args.protocols.split(",") if p.strip()),
         v1_max_segments=args.v1_max_segments or None, figure_items=args.figure_items, device=args.device,
-        tokenized_cache_dir=args.tokenized_cache_dir,
+        tokenized_cache_dir=args.tokenized_cache_dir, dataset_name=args.dataset_name,
     )  # fmt: skip
     try:
         results = run_evaluation(options)

@@ -54,6 +54,7 @@ class EvaluationOptions:
     figure_items: int = 4
     device: str | None = None
     tokenized_cache_dir: str | None = None
+    dataset_name: str | None = None  # the name results and cards give the data (default: ``data`` as given)
 
 
 def _check_options(options: EvaluationOptions) -> None:
@@ -223,8 +224,8 @@ def run_evaluation(options: EvaluationOptions) -> dict[str, Any]:
     results: dict[str, Any] = {
         "model": options.model,
         "dataset": {
-            "name": options.data, "split": options.split, "num_items": len(streams), "num_tokens": num_tokens,
-            "source_rows": num_rows, "split_seed": options.split_seed,
+            "name": options.dataset_name or options.data, "split": options.split, "num_items": len(streams),
+            "num_tokens": num_tokens, "source_rows": num_rows, "split_seed": options.split_seed,
             "validation_fraction": options.validation_fraction, "tokenizer": tokenizer.encoding_settings,
         },
         "metrics": {},
