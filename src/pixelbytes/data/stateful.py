@@ -38,9 +38,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..embeddings_pixelbytes import caption_prefix
-from ..layout import NUM_POSITION_FIELDS, stream_grid_positions
-from .windows import PxByDataCollator
+from ..layout import NUM_POSITION_FIELDS
+from .windows import PxByDataCollator, slice_window
 
 __all__ = [
     "PAD_WINDOW",
@@ -143,25 +142,10 @@ class PxByStatefulWindowDataset(torch.utils.data.Dataset):
         if i == PAD_WINDOW:
             return self._padding_row()
         sample_idx, start, end = (int(v) for v in self.index[i])
-        sample = self.samples[sample_idx]
-        ids = np.asarray(sample["input_ids"], dtype=np.int64)
-        ctx = np.asarray(sample["context_ids"], dtype=np.int64).reshape(len(ids), -1)
-        stop = end + 1  # the look-ahead is part of the row
-        window_ids = torch.from_numpy(ids[start:stop].copy())  # (n,)
-        window: dict[str, Any] = {
-            "input_ids": window_ids,
-            "context_ids": torch.from_numpy(ctx[start:stop].copy()),  # (n, S)
-            "labels": window_ids.clone(),  # position 0 is never a target (shifted labels): its id is the "previous"
-            "reset_state": start == 0,
-        }
-        if "grid_positions" in sample or self.position_layout is not None:
-            if "grid_positions" in sample:
-                where = np.asarray(sample["grid_positions"], dtype=np.int64).reshape(len(ids), -1)
-            else:
-                where = stream_grid_positions(ids, *self.position_layout)[1:]  # HF-aligned: next positions
-            window["grid_positions"] = torch.from_numpy(where[start:stop].copy())  # (n, 4)
-        if self.caption_memory_classes is not None:
-            window["caption_prefix_ids"] = torch.from_numpy(caption_prefix(ids, self.caption_memory_classes, start))
+        # the look-ahead (end) is part of the row; position 0 is never a target (shifted labels)
+        window: dict[str, Any] = slice_window(self.samples[sample_idx], start, end + 1, self.position_layout,
+                                              self.caption_memory_classes)  # fmt: skip
+        window["reset_state"] = start == 0
         return window
 
     def _padding_row(self) -> dict[str, Any]:

@@ -24,7 +24,7 @@ import torch
 from ..embeddings_pixelbytes import caption_prefix
 from ..layout import NUM_POSITION_FIELDS, stream_grid_positions
 
-__all__ = ["PxByDataCollator", "PxByWindowDataset", "window_spans"]
+__all__ = ["PxByDataCollator", "PxByWindowDataset", "slice_window", "window_spans"]
 
 
 def _check_window_args(seq_length: int, stride: int) -> None:
@@ -103,26 +103,39 @@ class PxByWindowDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         sample_idx, start, end, first_label = (int(v) for v in self.index[i])
-        sample = self.samples[sample_idx]
-        ids = np.asarray(sample["input_ids"], dtype=np.int64)
-        ctx = np.asarray(sample["context_ids"], dtype=np.int64).reshape(len(ids), -1)
-        window_ids = torch.from_numpy(ids[start:end].copy())
-        labels = window_ids.clone()
-        labels[: first_label - start] = -100
-        window = {
-            "input_ids": window_ids,
-            "context_ids": torch.from_numpy(ctx[start:end].copy()),
-            "labels": labels,
-        }
-        if "grid_positions" in sample or self.position_layout is not None:
-            if "grid_positions" in sample:
-                where = np.asarray(sample["grid_positions"], dtype=np.int64).reshape(len(ids), -1)
-            else:
-                where = stream_grid_positions(ids, *self.position_layout)[1:]  # HF-aligned: next positions
-            window["grid_positions"] = torch.from_numpy(where[start:end].copy())
-        if self.caption_memory_classes is not None:
-            window["caption_prefix_ids"] = torch.from_numpy(caption_prefix(ids, self.caption_memory_classes, start))
+        window = slice_window(self.samples[sample_idx], start, end, self.position_layout, self.caption_memory_classes)
+        window["labels"][: first_label - start] = -100  # the overlap only warms the state up
         return window
+
+
+def slice_window(
+    sample: Mapping[str, Any],
+    start: int,
+    stop: int,
+    position_layout: tuple[np.ndarray, int] | None = None,
+    caption_memory_classes: np.ndarray | None = None,
+) -> dict[str, torch.Tensor]:
+    """Positions ``[start, stop)`` of a tokenised sample as a window: ``input_ids``, ``context_ids``, ``labels``
+    (a copy of the ids: every position labelled), ``grid_positions`` when the sample holds them or
+    ``position_layout`` is given (derived on the WHOLE sample, then sliced) and ``caption_prefix_ids`` with
+    ``caption_memory_classes`` (see :class:`PxByWindowDataset`). Plain and stateful windows are both cut here."""
+    ids = np.asarray(sample["input_ids"], dtype=np.int64)
+    ctx = np.asarray(sample["context_ids"], dtype=np.int64).reshape(len(ids), -1)
+    window_ids = torch.from_numpy(ids[start:stop].copy())  # (n,)
+    window = {
+        "input_ids": window_ids,
+        "context_ids": torch.from_numpy(ctx[start:stop].copy()),  # (n, S)
+        "labels": window_ids.clone(),
+    }
+    if "grid_positions" in sample or position_layout is not None:
+        if "grid_positions" in sample:
+            where = np.asarray(sample["grid_positions"], dtype=np.int64).reshape(len(ids), -1)
+        else:
+            where = stream_grid_positions(ids, *position_layout)[1:]  # HF-aligned: next positions
+        window["grid_positions"] = torch.from_numpy(where[start:stop].copy())  # (n, 4)
+    if caption_memory_classes is not None:
+        window["caption_prefix_ids"] = torch.from_numpy(caption_prefix(ids, caption_memory_classes, start))
+    return window
 
 
 @dataclass
